@@ -1,0 +1,251 @@
+//! The ORGaNICs cell: one forward-Euler step of the circuit with dynamic input gains.
+//!
+//! Per time step, for the states `s ∈ {y, a, b0, b1}` with step ratios `r_s = Δt/τ_s`
+//! (spec sections 2 and 5; all four states update from the values at time t):
+//!
+//! ```text
+//! z     = ⌊W_zx x⌋
+//! y'    = y  + r_y  ⊙ (−y + b1 ⊙ z + (1 − √⌊a⌋) ⊙ ⌊W_r y⌋)
+//! a'    = a  + r_a  ⊙ (−a + σ² b0² + W (⌊y⌋² ⊙ ⌊a⌋))
+//! b0'   = b0 + r_b0 ⊙ (−b0 + sigmoid(W_b0x x + W_b0y y + W_b0a a))
+//! b1'   = b1 + r_b1 ⊙ (−b1 + sigmoid(W_b1x x + W_b1y y + W_b1a a))
+//! ```
+//!
+//! This is the rectified model (paper Appendix F), the default. The main model
+//! (`rectified = false`) uses `W_r y` and `y²` in place of `⌊W_r y⌋` and `⌊y⌋²`.
+//! Normalization weights are `W = clamp(exp(L), 0, 1)` with the diagonal held at exactly 1.
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::{Distribution, activation};
+
+use crate::init::{kaiming_uniform_a5, log_weights_zero_diagonal, orthogonal, to_unit_spectral_norm};
+use crate::time_constant::TimeConstant;
+
+/// Configuration of an [`OrganicsCell`], with the paper's defaults (spec sections 5 and 6).
+#[derive(Config, Debug)]
+pub struct OrganicsCellConfig {
+    /// Size of the input `x` at one time step (`n_in`; 1 for pixel-by-pixel MNIST).
+    pub n_in: usize,
+    /// Number of principal neurons `n` (and of modulators).
+    pub n: usize,
+    /// Rectified model (Appendix F). Default: `true`, as in the paper's sequence tasks.
+    #[config(default = "true")]
+    pub rectified: bool,
+    /// Learn the time constants (`θ ~ N(0,1)`), or hold them fixed (`θ = 1`). Default: `true`.
+    #[config(default = "true")]
+    pub learn_time_constants: bool,
+    /// Largest step ratio of `y`. Default: 0.02.
+    #[config(default = 0.02)]
+    pub r_max_y: f64,
+    /// Largest step ratio of `a`. Default: 0.005.
+    #[config(default = 0.005)]
+    pub r_max_a: f64,
+    /// Largest step ratio of `b0` and `b1`. Default: 0.1.
+    #[config(default = 0.1)]
+    pub r_max_b: f64,
+    /// Semi-saturation constant `σ`, the same for every neuron and not learned.
+    /// Default: 1.0. (The spec stores σ per neuron, all equal to 1 and fixed: a scalar is
+    /// the same model without a tensor to save.)
+    #[config(default = 1.0)]
+    pub sigma: f64,
+}
+
+/// One step of the ORGaNICs circuit (see the [module docs](self) for the equations).
+///
+/// Weights are stored `[out, in]` as in PyTorch, so that the initialisations read like the
+/// paper's; the forward pass multiplies row-vector states by their transposes.
+#[derive(Module, Debug)]
+pub struct OrganicsCell {
+    /// Input drive `W_zx`, `[n, n_in]`.
+    pub w_zx: Param<Tensor<2>>,
+    /// Recurrent weights `W_r`, `[n, n]`.
+    pub w_r: Param<Tensor<2>>,
+    /// Input to `b0`, `[n, n_in]`.
+    pub w_b0x: Param<Tensor<2>>,
+    /// `y` to `b0`, `[n, n]`.
+    pub w_b0y: Param<Tensor<2>>,
+    /// `a` to `b0`, `[n, n]`.
+    pub w_b0a: Param<Tensor<2>>,
+    /// Input to `b1`, `[n, n_in]`.
+    pub w_b1x: Param<Tensor<2>>,
+    /// `y` to `b1`, `[n, n]`.
+    pub w_b1y: Param<Tensor<2>>,
+    /// `a` to `b1`, `[n, n]`.
+    pub w_b1a: Param<Tensor<2>>,
+    /// Log normalization weights `L`, `[n, n]`; its diagonal stays 0.
+    pub log_w: Param<Tensor<2>>,
+    /// Step ratio of `y`.
+    pub tau_y: TimeConstant,
+    /// Step ratio of `a`.
+    pub tau_a: TimeConstant,
+    /// Step ratio of `b0`.
+    pub tau_b0: TimeConstant,
+    /// Step ratio of `b1`.
+    pub tau_b1: TimeConstant,
+    /// Semi-saturation constant `σ`.
+    pub sigma: f64,
+    /// Rectified model.
+    pub rectified: bool,
+}
+
+/// The four state variables of the circuit, each `[batch, n]`.
+#[derive(Debug, Clone)]
+pub struct OrganicsState {
+    /// Principal-neuron membrane potentials.
+    pub y: Tensor<2>,
+    /// Modulator membrane potentials.
+    pub a: Tensor<2>,
+    /// Input gain of the modulators.
+    pub b0: Tensor<2>,
+    /// Input gain of the principal neurons.
+    pub b1: Tensor<2>,
+}
+
+impl OrganicsCellConfig {
+    /// Initializes a cell with the paper's initialisation (spec section 6):
+    /// `W_zx` Kaiming-uniform (a = √5) scaled to spectral norm 1, `W_r` orthogonal, the
+    /// gain weights Kaiming-uniform (a = √5), `L = ln(max(U(0,1), 1e-8))` with zero
+    /// diagonal, time-constant parameters `N(0, 1)` (or 1 when fixed).
+    pub fn init(&self, device: &Device) -> OrganicsCell {
+        let (n, n_in) = (self.n, self.n_in);
+        let uniform = Tensor::<2>::random([n, n], Distribution::Uniform(0.0, 1.0), device);
+        let log_w = log_weights_zero_diagonal(uniform.clamp_min(1e-8).log());
+        let learned = self.learn_time_constants;
+        OrganicsCell {
+            w_zx: Param::from_tensor(to_unit_spectral_norm(kaiming_uniform_a5(n, n_in, device))),
+            w_r: Param::from_tensor(orthogonal(n, device)),
+            w_b0x: Param::from_tensor(kaiming_uniform_a5(n, n_in, device)),
+            w_b0y: Param::from_tensor(kaiming_uniform_a5(n, n, device)),
+            w_b0a: Param::from_tensor(kaiming_uniform_a5(n, n, device)),
+            w_b1x: Param::from_tensor(kaiming_uniform_a5(n, n_in, device)),
+            w_b1y: Param::from_tensor(kaiming_uniform_a5(n, n, device)),
+            w_b1a: Param::from_tensor(kaiming_uniform_a5(n, n, device)),
+            log_w: Param::from_tensor(log_w),
+            tau_y: TimeConstant::new(n, self.r_max_y, learned, device),
+            tau_a: TimeConstant::new(n, self.r_max_a, learned, device),
+            tau_b0: TimeConstant::new(n, self.r_max_b, learned, device),
+            tau_b1: TimeConstant::new(n, self.r_max_b, learned, device),
+            sigma: self.sigma,
+            rectified: self.rectified,
+        }
+    }
+}
+
+/// The cell's derived weights, computed once per sequence rather than once per step:
+/// the concatenated projections, the normalization matrix and the step ratios.
+#[derive(Debug, Clone)]
+pub struct PreparedCell {
+    n: usize,
+    /// `[W_zx; W_b0x; W_b1x]ᵀ`, `[n_in, 3n]`.
+    w_x: Tensor<2>,
+    /// `[W_r; W_b0y; W_b1y]ᵀ`, `[n, 3n]`: every product with `y` in one matmul.
+    w_y: Tensor<2>,
+    /// `[W_b0a; W_b1a]ᵀ`, `[n, 2n]`.
+    w_a: Tensor<2>,
+    /// `Wᵀ`, `[n, n]`.
+    w_norm_t: Tensor<2>,
+    r_y: Tensor<2>,
+    r_a: Tensor<2>,
+    r_b0: Tensor<2>,
+    r_b1: Tensor<2>,
+    sigma_sq: f64,
+    rectified: bool,
+}
+
+impl OrganicsCell {
+    /// Number of principal neurons `n`.
+    pub fn size(&self) -> usize {
+        self.w_r.lazy_shape()[0]
+    }
+
+    /// Size of the input at one time step.
+    pub fn input_size(&self) -> usize {
+        self.w_zx.lazy_shape()[1]
+    }
+
+    /// Normalization weights `W = clamp(exp(L), 0, 1)` off the diagonal and exactly 1 on it.
+    ///
+    /// The diagonal is masked rather than left to the clamp, so that `W_ii = 1` and
+    /// `L_ii = 0` receive no gradient by construction (spec section 6), whatever the
+    /// backend's clamp does at its edge.
+    pub fn normalization_weights(&self) -> Tensor<2> {
+        let n = self.size();
+        let device = self.log_w.device();
+        let eye = Tensor::<2>::eye(n, &device);
+        let off_diagonal = Tensor::<2>::ones([n, n], &device) - eye.clone();
+        self.log_w.val().exp().clamp(0.0, 1.0) * off_diagonal + eye
+    }
+
+    /// Number of parameters that are stored but not trained (fixed time constants).
+    pub fn num_fixed_params(&self) -> usize {
+        [&self.tau_y, &self.tau_a, &self.tau_b0, &self.tau_b1]
+            .iter()
+            .map(|t| t.num_fixed_params())
+            .sum()
+    }
+
+    /// Derives the per-sequence weights; call once, then [`PreparedCell::step`] per time step.
+    pub fn prepare(&self) -> PreparedCell {
+        let row = |t: Tensor<1>| t.unsqueeze::<2>();
+        PreparedCell {
+            n: self.size(),
+            w_x: Tensor::cat(vec![self.w_zx.val(), self.w_b0x.val(), self.w_b1x.val()], 0).transpose(),
+            w_y: Tensor::cat(vec![self.w_r.val(), self.w_b0y.val(), self.w_b1y.val()], 0).transpose(),
+            w_a: Tensor::cat(vec![self.w_b0a.val(), self.w_b1a.val()], 0).transpose(),
+            w_norm_t: self.normalization_weights().transpose(),
+            r_y: row(self.tau_y.ratio()),
+            r_a: row(self.tau_a.ratio()),
+            r_b0: row(self.tau_b0.ratio()),
+            r_b1: row(self.tau_b1.ratio()),
+            sigma_sq: self.sigma * self.sigma,
+            rectified: self.rectified,
+        }
+    }
+
+    /// One Euler step from `state` with input `x` (`[batch, n_in]`).
+    ///
+    /// For many steps, [`prepare`](Self::prepare) once and call [`PreparedCell::step`].
+    pub fn step(&self, x: Tensor<2>, state: OrganicsState) -> OrganicsState {
+        self.prepare().step(x, state)
+    }
+}
+
+impl PreparedCell {
+    /// One Euler step (see the [module docs](self) for the equations).
+    pub fn step(&self, x: Tensor<2>, state: OrganicsState) -> OrganicsState {
+        let n = self.n;
+        let OrganicsState { y, a, b0, b1 } = state;
+        let from_x = x.matmul(self.w_x.clone());
+        let from_y = y.clone().matmul(self.w_y.clone());
+        let from_a = a.clone().matmul(self.w_a.clone());
+
+        let z = activation::relu(from_x.clone().slice(s![.., 0..n]));
+        let recurrent = from_y.clone().slice(s![.., 0..n]);
+        let recurrent = if self.rectified { activation::relu(recurrent) } else { recurrent };
+        let gain0 = activation::sigmoid(
+            from_x.clone().slice(s![.., n..2 * n])
+                + from_y.clone().slice(s![.., n..2 * n])
+                + from_a.clone().slice(s![.., 0..n]),
+        );
+        let gain1 = activation::sigmoid(
+            from_x.slice(s![.., 2 * n..3 * n])
+                + from_y.slice(s![.., 2 * n..3 * n])
+                + from_a.slice(s![.., n..2 * n]),
+        );
+
+        let a_pos = activation::relu(a.clone());
+        let gate = a_pos.clone().sqrt().neg() + 1.0;
+        let dy = b1.clone() * z + gate * recurrent - y.clone();
+        let y_sq = if self.rectified { activation::relu(y.clone()).square() } else { y.clone().square() };
+        let pooled = (y_sq * a_pos).matmul(self.w_norm_t.clone());
+        let da = b0.clone().square() * self.sigma_sq + pooled - a.clone();
+
+        OrganicsState {
+            y: y + self.r_y.clone() * dy,
+            a: a + self.r_a.clone() * da,
+            b0: b0.clone() + self.r_b0.clone() * (gain0 - b0),
+            b1: b1.clone() + self.r_b1.clone() * (gain1 - b1),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The static ORGaNICs layer: the circuit's fixed point for a static input (spec section 7).
+//!
+//! For an input `u` (`[batch, m]`), `n` neurons:
+//!
+//! ```text
+//! z  = W_zx u / ‖W_zx u‖        b1 = sigmoid(W_bx u)        b0 = sigmoid(β0)
+//! W  = exp(L)                   σ = 1 (fixed)               output = ⌊y_s⌋²
+//! ```
+//!
+//! With `W_r = I` the fixed point is closed form (Section 3):
+//! `a_s = σ² b0² + W (b1 ⊙ z)²`, `y_s = (b1 ⊙ z) / √a_s`. With a learned `W_r`
+//! (parametrized to largest singular value 1) it is paper Algorithm 1:
+//!
+//! ```text
+//! a ← σ² b0² + W (W_r (b1 ⊙ z))²
+//! repeat K times:  y ← (I − D(1 − √a) W_r)⁻¹ (b1 ⊙ z);   a ← σ² b0² + W (a ⊙ y²)
+//! ```
+//!
+//! unrolled, so gradients flow through every iteration (see [`crate::solve`] for the solve).
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::{Distribution, activation};
+use nalgebra::{DMatrix, DVector};
+
+use crate::circuit::{Circuit, CircuitState};
+use crate::error::ModelError;
+use crate::host::{to_f64, to_matrix};
+use crate::init::{kaiming_uniform_a5, log_weights_zero_diagonal};
+use crate::solve::solve_gated;
+use crate::spectral::spectral_normalize;
+
+/// Configuration of a [`FixedPointLayer`].
+#[derive(Config, Debug)]
+pub struct FixedPointLayerConfig {
+    /// Input size `m`.
+    pub n_in: usize,
+    /// Number of neurons `n`.
+    pub n: usize,
+    /// Learn `W_r` (spectral norm 1, Algorithm 1). `false`: `W_r = I` and the closed form.
+    /// Default: `true`, the paper's static model.
+    #[config(default = "true")]
+    pub learn_recurrence: bool,
+    /// Iterations `K` of Algorithm 1. Default: 10 (the paper sees convergence in < 5).
+    #[config(default = 10)]
+    pub iterations: usize,
+    /// Semi-saturation constant `σ` (fixed). Default: 1.0.
+    #[config(default = 1.0)]
+    pub sigma: f64,
+}
+
+/// A layer whose output is the firing rate `⌊y_s⌋²` of the circuit's fixed point.
+#[derive(Module, Debug)]
+pub struct FixedPointLayer {
+    /// Input drive `W_zx`, `[n, m]`.
+    pub w_zx: Param<Tensor<2>>,
+    /// Input gain weights `W_bx`, `[n, m]`.
+    pub w_bx: Param<Tensor<2>>,
+    /// Modulator gain parameter `β0`, `[n]` (`b0 = sigmoid(β0)`).
+    pub beta0: Param<Tensor<1>>,
+    /// Log normalization weights `L`, `[n, n]` (`W = exp(L)`).
+    pub log_w: Param<Tensor<2>>,
+    /// Unnormalized recurrent weights `V` (`W_r = V / σ_max(V)`); `None` means `W_r = I`.
+    pub w_r_raw: Option<Param<Tensor<2>>>,
+    /// Iterations of Algorithm 1.
+    pub iterations: usize,
+    /// Semi-saturation constant.
+    pub sigma: f64,
+}
+
+/// The fixed point of a batch: `y_s` and `a_s`, each `[batch, n]`.
+#[derive(Debug, Clone)]
+pub struct FixedPoint {
+    /// Principal-neuron potentials.
+    pub y: Tensor<2>,
+    /// Modulator potentials.
+    pub a: Tensor<2>,
+}
+
+impl FixedPointLayerConfig {
+    /// Initializes the layer (spec section 7): `W_zx` Kaiming-uniform (a = √5), `W_bx`
+    /// `N(0, 1)` (the authors' Kaiming init is overwritten by a normal draw), `β0 = 0`,
+    /// `L ~ U(−1, 0)` with zero diagonal, `V = I`.
+    pub fn init(&self, device: &Device) -> FixedPointLayer {
+        let (n, m) = (self.n, self.n_in);
+        let log_w = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 0.0), device);
+        FixedPointLayer {
+            w_zx: Param::from_tensor(kaiming_uniform_a5(n, m, device)),
+            w_bx: Param::from_tensor(Tensor::random([n, m], Distribution::Normal(0.0, 1.0), device)),
+            beta0: Param::from_tensor(Tensor::zeros([n], device)),
+            log_w: Param::from_tensor(log_weights_zero_diagonal(log_w)),
+            w_r_raw: self
+                .learn_recurrence
+                .then(|| Param::from_tensor(Tensor::eye(n, device))),
+            iterations: self.iterations,
+            sigma: self.sigma,
+        }
+    }
+}
+
+/// The quantities of the circuit that a batch of inputs fixes.
+struct Drive {
+    /// `b1 ⊙ z`, `[batch, n]`.
+    drive: Tensor<2>,
+    /// `σ² b0²`, `[1, n]`.
+    base: Tensor<2>,
+    /// `Wᵀ`, `[n, n]`.
+    w_t: Tensor<2>,
+}
+
+impl FixedPointLayer {
+    /// Number of neurons `n`.
+    pub fn size(&self) -> usize {
+        self.w_zx.lazy_shape()[0]
+    }
+
+    /// Input size `m`.
+    pub fn input_size(&self) -> usize {
+        self.w_zx.lazy_shape()[1]
+    }
+
+    /// The recurrent weights `W_r` (spectral norm 1), or `None` for the identity.
+    pub fn recurrence(&self) -> Option<Result<Tensor<2>, ModelError>> {
+        self.w_r_raw.as_ref().map(|v| spectral_normalize(v.val()))
+    }
+
+    fn drive(&self, input: Tensor<2>) -> Drive {
+        let projected = input.clone().matmul(self.w_zx.val().transpose());
+        // The clamp only guards an all-zero projection, which would otherwise give 0/0.
+        let norm = projected.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        let z = projected / norm;
+        let b1 = activation::sigmoid(input.matmul(self.w_bx.val().transpose()));
+        let b0 = activation::sigmoid(self.beta0.val()).unsqueeze::<2>();
+        Drive {
+            drive: b1 * z,
+            base: b0.square() * (self.sigma * self.sigma),
+            w_t: self.log_w.val().exp().transpose(),
+        }
+    }
+
+    /// The fixed point `(y_s, a_s)` for `input` (`[batch, m]`).
+    pub fn try_fixed_point(&self, input: Tensor<2>) -> Result<FixedPoint, ModelError> {
+        let [batch, m] = input.dims();
+        if m != self.input_size() {
+            return Err(ModelError::Shape {
+                what: "fixed-point layer input",
+                expected: format!("[batch, {}]", self.input_size()),
+                got: vec![batch, m],
+            });
+        }
+        let Drive { drive, base, w_t } = self.drive(input);
+        match self.recurrence() {
+            None => {
+                let a = base + drive.clone().square().matmul(w_t);
+                let y = drive / a.clone().sqrt();
+                Ok(FixedPoint { y, a })
+            }
+            Some(w_r) => {
+                let w_r = w_r?;
+                let first = drive.clone().matmul(w_r.clone().transpose());
+                let mut a = base.clone() + first.square().matmul(w_t.clone());
+                let mut y = drive.clone();
+                for _ in 0..self.iterations {
+                    let gate = a.clone().sqrt().neg() + 1.0;
+                    y = solve_gated(gate, w_r.clone(), drive.clone())?;
+                    a = base.clone() + (a * y.clone().square()).matmul(w_t.clone());
+                }
+                Ok(FixedPoint { y, a })
+            }
+        }
+    }
+
+    /// Firing rates `⌊y_s⌋²` of the fixed point, `[batch, n]`.
+    ///
+    /// A singular linear system in Algorithm 1 (or a failed read-back of a tensor) gives
+    /// NaN rates rather than a panic, so a training loop's non-finite-loss guard reports
+    /// it; use [`try_fixed_point`](Self::try_fixed_point) to get the error itself.
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        let [batch, _] = input.dims();
+        let device = input.device();
+        match self.try_fixed_point(input) {
+            Ok(fp) => activation::relu(fp.y).square(),
+            Err(_) => Tensor::full([batch, self.size()], f32::NAN, &device),
+        }
+    }
+
+    /// The host circuits of each sample (main model, `τ_y = τ_a = 1`), for stability analysis
+    /// of the layer's fixed points with [`crate::stability`].
+    pub fn circuits(&self, input: Tensor<2>) -> Result<Vec<Circuit>, ModelError> {
+        let [batch, _] = input.dims();
+        let n = self.size();
+        let projected = input.clone().matmul(self.w_zx.val().transpose());
+        let norm = projected.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        let z = to_f64(projected / norm)?;
+        let b1 = to_f64(activation::sigmoid(input.matmul(self.w_bx.val().transpose())))?;
+        let b0 = DVector::from_vec(to_f64(activation::sigmoid(self.beta0.val()))?);
+        let w = to_matrix(self.log_w.val().exp())?;
+        let w_r = match self.recurrence() {
+            None => DMatrix::identity(n, n),
+            Some(w_r) => to_matrix(w_r?)?,
+        };
+        Ok((0..batch)
+            .map(|i| Circuit {
+                w_r: w_r.clone(),
+                w: w.clone(),
+                sigma: DVector::from_element(n, self.sigma),
+                b0: b0.clone(),
+                b1: DVector::from_row_slice(&b1[i * n..(i + 1) * n]),
+                tau_y: DVector::from_element(n, 1.0),
+                tau_a: DVector::from_element(n, 1.0),
+                z: DVector::from_row_slice(&z[i * n..(i + 1) * n]),
+                rectified: false,
+            })
+            .collect())
+    }
+
+    /// For each sample, the largest real part of the Jacobian's eigenvalues at the layer's
+    /// fixed point (negative: stable).
+    pub fn max_real_eigenvalues(&self, input: Tensor<2>) -> Result<Vec<f64>, ModelError> {
+        let fp = self.try_fixed_point(input.clone())?;
+        let n = self.size();
+        let (y, a) = (to_f64(fp.y)?, to_f64(fp.a)?);
+        self.circuits(input)?
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let state = CircuitState {
+                    y: DVector::from_row_slice(&y[i * n..(i + 1) * n]),
+                    a: DVector::from_row_slice(&a[i * n..(i + 1) * n]),
+                };
+                crate::stability::max_real_eigenvalue(c, &state)
+            })
+            .collect()
+    }
+}

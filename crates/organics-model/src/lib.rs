@@ -1,0 +1,51 @@
+#![warn(missing_docs)]
+//! # organics-model
+//!
+//! ORGaNICs (oscillatory recurrent gated neural integrator circuits) as [Burn](https://burn.dev)
+//! modules: the recurrent circuit that implements divisive normalization dynamically and is
+//! provably stable (Rawat, Heeger, Martiniani, NeurIPS 2024).
+//!
+//! - [`OrganicsCell`] / [`OrganicsRnn`]: the dynamical circuit, one forward-Euler step and its
+//!   unrolling over a sequence (sequential MNIST).
+//! - [`FixedPointLayer`]: the circuit's fixed point for a static input, closed form for
+//!   `W_r = I` and paper Algorithm 1 otherwise (static MNIST).
+//! - [`SeqClassifier`], [`StaticClassifier`]: the paper's classifiers.
+//! - [`circuit`], [`stability`]: the continuous-time circuit on the host, its Jacobian and
+//!   the eigenvalue with the largest real part.
+//!
+//! The crate depends on `burn` without any backend feature: pick the backend in your own
+//! crate and pass its `Device`.
+
+pub mod cell;
+pub mod circuit;
+pub mod classifier;
+pub mod error;
+pub mod fixed_point;
+mod host;
+mod init;
+pub mod rnn;
+mod solve;
+mod spectral;
+pub mod stability;
+pub mod time_constant;
+
+pub use cell::{OrganicsCell, OrganicsCellConfig, OrganicsState, PreparedCell};
+pub use circuit::{Circuit, CircuitState, SplitMix64};
+pub use classifier::{
+    SeqClassifier, SeqClassifierConfig, StaticClassifier, StaticClassifierConfig, StaticOutput,
+};
+pub use error::ModelError;
+pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig};
+pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
+pub use time_constant::TimeConstant;
+/// The linear algebra crate of the host-side tools, re-exported so users need no own copy.
+pub use nalgebra;
+
+/// The items most users need.
+pub mod prelude {
+    pub use crate::{
+        FixedPointLayer, FixedPointLayerConfig, OrganicsCell, OrganicsCellConfig, OrganicsRnn,
+        OrganicsRnnConfig, OrganicsState, SeqClassifier, SeqClassifierConfig, StaticClassifier,
+        StaticClassifierConfig,
+    };
+}

@@ -1,0 +1,152 @@
+//! Seconds per training step on random data of the real shape: the yardstick against the
+//! PyTorch and JAX implementations (`../shared/peer/bench.py`).
+
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use burn::train::TrainStep;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::error::TrainError;
+use crate::models::HarnessModel;
+use crate::options::{BackendKind, ModelKind, Task};
+use crate::with_model;
+use organics_data::{DigitItem, PixelOrder};
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// `mnist` (static) or `smnist` (sequence).
+    pub task: Task,
+    /// Model.
+    pub model: ModelKind,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Hidden units (sequence) or ignored (static uses `layers`).
+    pub hidden: usize,
+    /// ORGaNICs layers of the static model.
+    pub layers: Vec<usize>,
+    /// Learn `W_r` in the static model.
+    pub learn_recurrence: bool,
+    /// Batch size.
+    pub batch: usize,
+    /// Sequence length (sequence tasks; at most 784).
+    pub seq: usize,
+    /// Timed steps after one warm-up step.
+    pub steps: usize,
+}
+
+/// One JSON line of `cargo xtask bench`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// Task.
+    pub task: Task,
+    /// Model.
+    pub model: ModelKind,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Hidden units.
+    pub hidden: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Sequence length (784 for static images).
+    pub seq: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Mean seconds per step (forward, backward, Adam).
+    pub sec_per_step: f64,
+    /// Samples per second.
+    pub samples_per_sec: f64,
+}
+
+/// Times `steps` training steps after one warm-up step.
+pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
+    if opts.batch == 0 || opts.steps == 0 || opts.seq == 0 || opts.seq > 784 {
+        return Err(TrainError::Invalid("batch and steps must be at least 1 and seq in 1..=784".into()));
+    }
+    let config = TrainConfig::new()
+        .with_task(opts.task)
+        .with_model(opts.model)
+        .with_hidden(Some(opts.hidden))
+        .with_layers(opts.layers.clone())
+        .with_learn_recurrence(opts.learn_recurrence)
+        .with_batch_size(opts.batch)
+        .with_backend(opts.backend);
+    config.validate()?;
+    let device = opts.backend.device()?;
+    device.seed(0);
+    let ad = device.clone().autodiff();
+    // Random pixels; a sequence batch is cut to `seq` steps below.
+    let items: Vec<DigitItem> = (0..opts.batch)
+        .map(|i| DigitItem {
+            pixels: (0..784).map(|k| ((i * 7919 + k * 104_729) % 256) as u8).collect(),
+            label: (i % 10) as u8,
+        })
+        .collect();
+    let seq_len = if opts.task.is_sequential() { opts.seq } else { 784 };
+    let sec = with_model!(&config, &ad, PixelOrder::ScanLine, |model, batcher| {
+        time_steps(model, &batcher, items, &ad, opts.steps, seq_len)?
+    });
+    Ok(BenchResult {
+        task: opts.task,
+        model: opts.model,
+        backend: opts.backend,
+        hidden: config.hidden_units(),
+        batch: opts.batch,
+        seq: seq_len,
+        steps: opts.steps,
+        sec_per_step: sec,
+        samples_per_sec: opts.batch as f64 / sec,
+    })
+}
+
+/// Cuts a batch's time axis to `seq` steps (no-op for static batches).
+pub trait Truncate {
+    /// The batch with at most `seq` time steps.
+    fn truncate(self, seq: usize) -> Self;
+}
+
+impl Truncate for organics_data::SequenceBatch {
+    fn truncate(self, seq: usize) -> Self {
+        let [b, t, f] = self.inputs.dims();
+        if seq >= t {
+            return self;
+        }
+        Self { inputs: self.inputs.slice(s![0..b, 0..seq, 0..f]), targets: self.targets }
+    }
+}
+
+impl Truncate for organics_data::StaticBatch {
+    fn truncate(self, _seq: usize) -> Self {
+        self
+    }
+}
+
+fn time_steps<M, Bt>(mut model: M, batcher: &Bt, items: Vec<DigitItem>, device: &Device, steps: usize, seq: usize) -> Result<f64, TrainError>
+where
+    M: HarnessModel + TrainStep<Input = <M as HarnessModel>::Batch>,
+    Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
+    <M as HarnessModel>::Batch: Truncate,
+{
+    let batch = batcher.batch(items, device).truncate(seq);
+    let mut optim = AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(1e-5))).init();
+    let mut step = |model: M| -> M {
+        let out = model.classify(batch.clone());
+        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        optim.step(1e-3, model, grads)
+    };
+    model = step(model);
+    device.sync().map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
+    let start = Instant::now();
+    for _ in 0..steps {
+        model = step(model);
+    }
+    device.sync().map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(model);
+    Ok(elapsed / steps as f64)
+}

@@ -1,0 +1,121 @@
+//! The configuration of a training run, saved as `config.json` in its artifact directory.
+
+use burn::config::Config;
+
+use crate::error::TrainError;
+use crate::options::{BackendKind, ModelKind, Task};
+
+/// Everything that defines a training run (paper defaults, spec sections 6 and 7).
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// The task.
+    #[config(default = "Task::Mnist")]
+    pub task: Task,
+    /// The model.
+    #[config(default = "ModelKind::Organics")]
+    pub model: ModelKind,
+    /// Data set name (`mnist` or `fashion-mnist`).
+    #[config(default = "String::from(\"mnist\")")]
+    pub dataset: String,
+    /// Hidden units: ORGaNICs n for sequence tasks, LSTM units, MLP hidden units.
+    /// Default: 64 (ORGaNICs, sequence tasks); the LSTM baseline uses 128, the MLP 50.
+    pub hidden: Option<usize>,
+    /// ORGaNICs layer sizes of the static model. Default: `[128, 64]`, the two-layer model.
+    #[config(default = "vec![128, 64]")]
+    pub layers: Vec<usize>,
+    /// Learn the sequence cell's time constants. Default: true.
+    #[config(default = true)]
+    pub learn_time_constants: bool,
+    /// Learn `W_r` in the static layers (Algorithm 1) instead of `W_r = I`. Default: true.
+    #[config(default = true)]
+    pub learn_recurrence: bool,
+    /// Epochs. Default: 10.
+    #[config(default = 10)]
+    pub epochs: usize,
+    /// Batch size. Default: 256.
+    #[config(default = 256)]
+    pub batch_size: usize,
+    /// Learning rate. Default: 0.01 for sequence tasks, 0.001 for static MNIST.
+    pub learning_rate: Option<f64>,
+    /// Adam weight decay (L2, as PyTorch's Adam). Default: 1e-5.
+    #[config(default = 1e-5)]
+    pub weight_decay: f64,
+    /// Step decay factor of the learning rate. Default: 0.8.
+    #[config(default = 0.8)]
+    pub lr_gamma: f64,
+    /// Epochs between learning-rate decays. Default: 30.
+    #[config(default = 30)]
+    pub lr_step_epochs: usize,
+    /// Gradient-norm clipping; off by default, as in the paper.
+    pub clip: Option<f64>,
+    /// Seed of the model initialisation, split and shuffling. Default: 42.
+    #[config(default = 42)]
+    pub seed: u64,
+    /// Seed of the psMNIST pixel permutation. Default: 0.
+    #[config(default = 0)]
+    pub permutation_seed: u64,
+    /// Validation images held out of the training set. Default: 3000.
+    #[config(default = 3000)]
+    pub valid_size: usize,
+    /// Use only the first N training images (after the split). Default: all.
+    pub train_limit: Option<usize>,
+    /// Use only the first N validation images. Default: all.
+    pub valid_limit: Option<usize>,
+    /// Use only the first N test images. Default: all.
+    pub test_limit: Option<usize>,
+    /// Backend the run was started on (not part of what must match on resume).
+    #[config(default = "BackendKind::Flex")]
+    pub backend: BackendKind,
+}
+
+impl TrainConfig {
+    /// Hidden units after defaults.
+    pub fn hidden_units(&self) -> usize {
+        self.hidden.unwrap_or(match self.model {
+            ModelKind::Organics => 64,
+            ModelKind::Lstm => 128,
+            ModelKind::Mlp => 50,
+        })
+    }
+
+    /// Learning rate after defaults.
+    pub fn lr(&self) -> f64 {
+        self.learning_rate.unwrap_or(if self.task.is_sequential() { 0.01 } else { 0.001 })
+    }
+
+    /// Checks the combination before anything is built.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Invalid(m));
+        match (self.task, self.model) {
+            (Task::Mnist, ModelKind::Lstm) => return bad("model lstm is for the sequence tasks (smnist, psmnist)".into()),
+            (Task::Smnist | Task::Psmnist, ModelKind::Mlp) => return bad("model mlp is for the static task (mnist)".into()),
+            _ => {}
+        }
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.hidden == Some(0) || self.layers.contains(&0) || self.layers.is_empty() {
+            return bad("hidden and layer sizes must be at least 1".into());
+        }
+        if self.lr_step_epochs == 0 {
+            return bad("lr step must be at least 1 epoch".into());
+        }
+        if !(self.lr() > 0.0 && self.lr().is_finite()) {
+            return bad(format!("learning rate must be positive, got {}", self.lr()));
+        }
+        if matches!(self.train_limit, Some(0)) || matches!(self.valid_limit, Some(0)) || matches!(self.test_limit, Some(0)) {
+            return bad("limits must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `other` describes the same run (all but the backend and the epoch count,
+    /// which a resumed run may change).
+    pub fn same_run(&self, other: &TrainConfig) -> bool {
+        let strip = |c: &TrainConfig| TrainConfig { backend: BackendKind::Flex, epochs: 1, ..c.clone() };
+        strip(self) == strip(other)
+    }
+}

@@ -1,0 +1,55 @@
+//! Errors of the training crate.
+
+use std::path::PathBuf;
+
+/// What can stop a training, evaluation or benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A bad argument or combination (unknown task, batch 0, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The data could not be found or read.
+    #[error(transparent)]
+    Data(#[from] organics_data::DataError),
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] organics_model::ModelError),
+    /// The artifact directory holds a run with another configuration.
+    #[error("{dir} holds a run with another configuration ({detail}); use another --artifact-dir, or the same flags to resume")]
+    ConfigMismatch {
+        /// The artifact directory.
+        dir: PathBuf,
+        /// What differs.
+        detail: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("training diverged: non-finite loss ({value}) at epoch {epoch}, iteration {iteration}; the last good checkpoint is kept in {checkpoints}")]
+    NonFinite {
+        /// The loss value.
+        value: f64,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Iteration within the epoch (1-based).
+        iteration: usize,
+        /// The checkpoint folder.
+        checkpoints: String,
+    },
+    /// Nothing to resume from or evaluate.
+    #[error("no complete checkpoint in {0}")]
+    NoCheckpoint(PathBuf),
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Burn's training loop reported an error.
+    #[error("training failed: {0}")]
+    Training(String),
+}
+
+pub(crate) fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::File { path: path.to_path_buf(), message: e.to_string() }
+}

@@ -1,0 +1,82 @@
+//! Evaluation of a trained run: reload its config and weights, score the test set with the
+//! same data, split and pixel permutation.
+
+use std::path::Path;
+
+use burn::module::Module;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{checkpoint_path, last_complete_epoch};
+use crate::error::TrainError;
+use crate::options::{BackendKind, Task};
+use crate::train::{files, load_data, read_config};
+use crate::with_model;
+use organics_data::PixelOrder;
+
+/// What `cargo xtask eval` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResults {
+    /// The run's configuration file.
+    pub config: String,
+    /// The weights evaluated.
+    pub weights: String,
+    /// Backend used.
+    pub backend: BackendKind,
+    /// Test images.
+    pub test_samples: usize,
+    /// Test accuracy (fraction).
+    pub test_accuracy: f64,
+    /// Test loss.
+    pub test_loss: f64,
+}
+
+/// Scores the test set of the run in `dir` on `backend` (default: the run's own).
+pub fn evaluate(dir: &Path, data_dir: Option<std::path::PathBuf>, backend: Option<BackendKind>) -> Result<EvalResults, TrainError> {
+    let config_path = dir.join(files::CONFIG);
+    if !config_path.is_file() {
+        return Err(TrainError::Invalid(format!("{} is not a training run: it has no {}", dir.display(), files::CONFIG)));
+    }
+    let mut config = read_config(dir)?;
+    if let Some(b) = backend {
+        config.backend = b;
+    }
+    let weights = match dir.join(files::MODEL) {
+        p if p.is_file() => p,
+        _ => {
+            let checkpoints = dir.join(files::CHECKPOINTS);
+            let epoch = last_complete_epoch(&checkpoints).ok_or_else(|| TrainError::NoCheckpoint(checkpoints.clone()))?;
+            checkpoint_path(&checkpoints, "model", epoch)
+        }
+    };
+    let device = config.backend.device()?;
+    let data = load_data(&config, data_dir)?;
+    if let (Task::Psmnist, PixelOrder::Permuted(perm)) = (config.task, &data.order) {
+        let recorded_path = dir.join(files::PERMUTATION);
+        let text = std::fs::read_to_string(&recorded_path)
+            .map_err(|e| TrainError::File { path: recorded_path.clone(), message: e.to_string() })?;
+        let recorded: Vec<usize> = serde_json::from_str(&text)
+            .map_err(|e| TrainError::File { path: recorded_path.clone(), message: e.to_string() })?;
+        if recorded != *perm.as_ref() {
+            return Err(TrainError::Invalid(format!(
+                "{} does not match the permutation of seed {}: the run cannot be evaluated faithfully",
+                recorded_path.display(),
+                config.permutation_seed
+            )));
+        }
+    }
+    let order = data.order.clone();
+    let score = with_model!(&config, &device, order, |model, batcher| {
+        let model = model
+            .try_load_file(&weights)
+            .map_err(|e| TrainError::File { path: weights.clone(), message: format!("weights do not fit this run's model: {e}") })?;
+        crate::train::evaluate_model(&model, &batcher, &data.test, config.batch_size, &device)?
+    });
+    Ok(EvalResults {
+        config: config_path.display().to_string(),
+        weights: weights.display().to_string(),
+        backend: config.backend,
+        test_samples: data.test.len(),
+        test_accuracy: score.accuracy,
+        test_loss: score.loss,
+    })
+}

@@ -1,0 +1,26 @@
+#![warn(missing_docs)]
+//! # organics-train
+//!
+//! Training, evaluation and benchmarking of the ORGaNICs models (and LSTM / MLP baselines)
+//! with Burn's Learner, on any backend chosen at run time: atomic per-epoch checkpoints,
+//! `--resume`, a non-finite-loss guard, `results.json` per run.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod guard;
+pub mod models;
+pub mod options;
+pub mod progress;
+pub mod results;
+pub mod train;
+
+pub use bench::{BenchOptions, BenchResult, bench};
+pub use config::TrainConfig;
+pub use error::TrainError;
+pub use eval::{EvalResults, evaluate};
+pub use options::{BackendKind, ModelKind, Task};
+pub use results::RunResults;
+pub use train::{RunOptions, train};

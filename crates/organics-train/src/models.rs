@@ -1,0 +1,148 @@
+//! The models the harness trains: ORGaNICs and the baselines, each with its training step.
+//!
+//! The model crate stays free of burn-train; these thin wrappers add the loss and the
+//! `TrainStep` / `InferenceStep` the Learner needs.
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
+use burn::prelude::*;
+use burn::tensor::activation;
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use organics_data::{SequenceBatch, StaticBatch};
+use organics_model::{SeqClassifier, StaticClassifier};
+
+fn classification(logits: Tensor<2>, targets: Tensor<1, Int>, extra: Option<Tensor<1>>) -> ClassificationOutput {
+    let ce = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), targets.clone());
+    let loss = match extra {
+        Some(e) => ce + e,
+        None => ce,
+    };
+    ClassificationOutput { loss, output: logits, targets }
+}
+
+/// ORGaNICs on pixel sequences (sMNIST, psMNIST).
+#[derive(Module, Debug)]
+pub struct SeqOrganics {
+    /// The classifier of the model crate.
+    pub inner: SeqClassifier,
+}
+
+/// Burn's LSTM with a linear readout of the last hidden state (sequence baseline).
+#[derive(Module, Debug)]
+pub struct SeqLstm {
+    /// The recurrent layer.
+    pub lstm: Lstm,
+    /// The readout.
+    pub readout: Linear,
+}
+
+impl SeqLstm {
+    /// An LSTM of `hidden` units on `n_in` inputs per step, `classes` outputs.
+    pub fn new(n_in: usize, hidden: usize, classes: usize, device: &Device) -> Self {
+        Self {
+            lstm: LstmConfig::new(n_in, hidden, true).init(device),
+            readout: LinearConfig::new(hidden, classes).init(device),
+        }
+    }
+
+    /// Logits `[batch, classes]`.
+    pub fn forward(&self, input: Tensor<3>) -> Tensor<2> {
+        let (_, state) = self.lstm.forward(input, None);
+        self.readout.forward(state.hidden)
+    }
+}
+
+/// The static ORGaNICs classifier; loss = cross-entropy + MSE(reconstruction, image).
+#[derive(Module, Debug)]
+pub struct StaticOrganics {
+    /// The classifier of the model crate.
+    pub inner: StaticClassifier,
+}
+
+/// One hidden layer of ReLU units (static baseline; the paper's MLP has 50).
+#[derive(Module, Debug)]
+pub struct StaticMlp {
+    /// Input to hidden.
+    pub hidden: Linear,
+    /// Hidden to classes.
+    pub readout: Linear,
+}
+
+impl StaticMlp {
+    /// An MLP `input → hidden → classes`.
+    pub fn new(input: usize, hidden: usize, classes: usize, device: &Device) -> Self {
+        Self { hidden: LinearConfig::new(input, hidden).init(device), readout: LinearConfig::new(hidden, classes).init(device) }
+    }
+
+    /// Logits `[batch, classes]`.
+    pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
+        self.readout.forward(activation::relu(self.hidden.forward(images)))
+    }
+}
+
+/// A model the harness can train: its output for a batch, and its trained-parameter count.
+pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
+    /// The batch type.
+    type Batch: Send + Clone + 'static;
+    /// Loss, logits and targets for a batch.
+    fn classify(&self, batch: Self::Batch) -> ClassificationOutput;
+    /// Parameters that training changes.
+    fn num_trainable_params(&self) -> usize {
+        self.num_params()
+    }
+}
+
+impl HarnessModel for SeqOrganics {
+    type Batch = SequenceBatch;
+    fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
+        classification(self.inner.forward(b.inputs), b.targets, None)
+    }
+    fn num_trainable_params(&self) -> usize {
+        self.inner.num_trainable_params()
+    }
+}
+
+impl HarnessModel for SeqLstm {
+    type Batch = SequenceBatch;
+    fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
+        classification(self.forward(b.inputs), b.targets, None)
+    }
+}
+
+impl HarnessModel for StaticOrganics {
+    type Batch = StaticBatch;
+    fn classify(&self, b: StaticBatch) -> ClassificationOutput {
+        let out = self.inner.forward(b.images.clone());
+        let mse = (out.reconstruction - b.images).square().mean();
+        classification(out.logits, b.targets, Some(mse))
+    }
+}
+
+impl HarnessModel for StaticMlp {
+    type Batch = StaticBatch;
+    fn classify(&self, b: StaticBatch) -> ClassificationOutput {
+        classification(self.forward(b.images), b.targets, None)
+    }
+}
+
+macro_rules! steps {
+    ($($model:ty),*) => {$(
+        impl TrainStep for $model {
+            type Input = <$model as HarnessModel>::Batch;
+            type Output = ClassificationOutput;
+            fn step(&self, batch: Self::Input) -> TrainOutput<ClassificationOutput> {
+                let item = self.classify(batch);
+                TrainOutput::new(self, item.loss.backward(), item)
+            }
+        }
+        impl InferenceStep for $model {
+            type Input = <$model as HarnessModel>::Batch;
+            type Output = ClassificationOutput;
+            fn step(&self, batch: Self::Input) -> ClassificationOutput {
+                self.classify(batch)
+            }
+        }
+    )*};
+}
+steps!(SeqOrganics, SeqLstm, StaticOrganics, StaticMlp);

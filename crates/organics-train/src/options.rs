@@ -1,0 +1,109 @@
+//! The choices a run is made of: task, model and backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $variant:ident => $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($(#[$vdoc])* $variant),* }
+
+        impl $name {
+            /// Every choice, as written on the command line.
+            pub const NAMES: &'static [&'static str] = &[$($text),*];
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $(Self::$variant => $text),* })
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = TrainError;
+            fn from_str(s: &str) -> Result<Self, TrainError> {
+                match s.to_ascii_lowercase().as_str() {
+                    $($text => Ok(Self::$variant),)*
+                    other => Err(TrainError::Invalid(format!(
+                        concat!("unknown ", $what, " '{}' (expected one of: {})"), other, Self::NAMES.join(", ")
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+choice!(
+    /// What to learn.
+    Task, "task", {
+        /// Static MNIST images (paper Table 1).
+        Mnist => "mnist",
+        /// Sequential MNIST, one pixel a step in scan-line order (paper Table 2).
+        Smnist => "smnist",
+        /// Permuted sequential MNIST (paper Table 2).
+        Psmnist => "psmnist",
+    }
+);
+
+choice!(
+    /// Which model.
+    ModelKind, "model", {
+        /// ORGaNICs (the paper's model for the task).
+        Organics => "organics",
+        /// Burn's LSTM (sequence tasks).
+        Lstm => "lstm",
+        /// One hidden layer (static task).
+        Mlp => "mlp",
+    }
+);
+
+choice!(
+    /// Which Burn backend.
+    BackendKind, "backend", {
+        /// Burn's pure-Rust CPU backend (the CPU default: faster than ndarray here).
+        Flex => "flex",
+        /// The ndarray CPU backend (deprecated by Burn 0.22, still supported).
+        Ndarray => "ndarray",
+        /// GPUs through wgpu (Vulkan, Metal, DX12; lavapipe in CI).
+        Wgpu => "wgpu",
+    }
+);
+
+impl Task {
+    /// Whether the task feeds pixel sequences.
+    pub fn is_sequential(self) -> bool {
+        !matches!(self, Task::Mnist)
+    }
+}
+
+impl BackendKind {
+    /// The device of this backend, or an error when this build or machine lacks it.
+    #[allow(deprecated)] // ndarray is deprecated in burn 0.22; the user asked for it, so it stays
+    pub fn device(self) -> Result<Device, TrainError> {
+        match self {
+            #[cfg(feature = "flex")]
+            BackendKind::Flex => Ok(Device::flex()),
+            #[cfg(feature = "ndarray")]
+            BackendKind::Ndarray => Ok(Device::ndarray()),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => {
+                // cubecl panics when no adapter exists; turn that into an error.
+                let probe = std::panic::catch_unwind(|| {
+                    let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+                    let _ = Tensor::<1>::ones([1], &device).into_data();
+                    device
+                });
+                probe.map_err(|_| TrainError::Invalid("backend wgpu: no GPU or Vulkan driver found (on Debian: apt-get install mesa-vulkan-drivers)".into()))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(TrainError::Invalid(format!("backend {other} is not compiled in (enable the cargo feature '{other}')"))),
+        }
+    }
+}

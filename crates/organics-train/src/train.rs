@@ -1,0 +1,345 @@
+//! A training run with Burn's Learner: data, model, optimizer, schedule, checkpoints,
+//! resume, the non-finite-loss guard, test evaluation and `results.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::lr_scheduler::step::StepLrSchedulerConfig;
+use burn::optim::AdamConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::prelude::*;
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
+use burn::train::{ClassificationOutput, InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep};
+use organics_data::{
+    DataSource, DatasetName, DigitItem, ImageSet, Mnist, PixelOrder, pixel_permutation,
+};
+use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierConfig};
+
+use crate::checkpoint::{AtomicCheckpointer, last_complete_epoch, write_atomic};
+use crate::config::TrainConfig;
+use crate::error::{TrainError, file_err};
+use crate::guard::{Divergence, FiniteLossGuard};
+use crate::models::HarnessModel;
+use crate::options::Task;
+use crate::results::{RunResults, TestScore};
+
+/// Builds the model and batcher of `config` on `device` and evaluates `body` with them
+/// (one generic code path for every task and model).
+#[macro_export]
+macro_rules! with_model {
+    ($config:expr, $device:expr, $order:expr, |$model:ident, $batcher:ident| $body:expr) => {{
+        use $crate::models::{SeqLstm, SeqOrganics, StaticMlp, StaticOrganics};
+        use $crate::options::{ModelKind, Task};
+        use organics_data::{SequenceBatcher, StaticBatcher};
+        let config: &$crate::config::TrainConfig = $config;
+        match (config.task, config.model) {
+            (Task::Mnist, ModelKind::Mlp) => {
+                let $model = StaticMlp::new(784, config.hidden_units(), 10, $device);
+                let $batcher = StaticBatcher;
+                $body
+            }
+            (Task::Mnist, _) => {
+                let $model = StaticOrganics { inner: $crate::train::static_config(config).init($device) };
+                let $batcher = StaticBatcher;
+                $body
+            }
+            (_, ModelKind::Lstm) => {
+                let $model = SeqLstm::new(1, config.hidden_units(), 10, $device);
+                let $batcher = SequenceBatcher { order: $order };
+                $body
+            }
+            _ => {
+                let $model = SeqOrganics { inner: $crate::train::seq_config(config).init($device) };
+                let $batcher = SequenceBatcher { order: $order };
+                $body
+            }
+        }
+    }};
+}
+
+/// Where a run lives and how to start it.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The artifact directory (config, checkpoints, metrics, results).
+    pub artifact_dir: PathBuf,
+    /// Continue from the last complete checkpoint.
+    pub resume: bool,
+    /// An explicit data folder (else `ORGANICS_DATA_DIR`, the cache, or a download).
+    pub data_dir: Option<PathBuf>,
+    /// Force plain-text progress even on a terminal.
+    pub plain: bool,
+}
+
+/// File names inside an artifact directory.
+pub mod files {
+    /// The run's configuration.
+    pub const CONFIG: &str = "config.json";
+    /// The final weights.
+    pub const MODEL: &str = "model.bpk";
+    /// The results of the run.
+    pub const RESULTS: &str = "results.json";
+    /// The psMNIST permutation, recorded for evaluation.
+    pub const PERMUTATION: &str = "permutation.json";
+    /// Checkpoint folder.
+    pub const CHECKPOINTS: &str = "checkpoint";
+}
+
+/// The data of a run: train, valid and test sets and how to batch them.
+pub struct RunData {
+    /// Training images.
+    pub train: ImageSet,
+    /// Validation images.
+    pub valid: ImageSet,
+    /// Test images.
+    pub test: ImageSet,
+    /// Pixel order for the sequence tasks.
+    pub order: PixelOrder,
+}
+
+/// Loads the data set and makes the seeded split, limits and pixel order of `config`.
+pub fn load_data(config: &TrainConfig, data_dir: Option<PathBuf>) -> Result<RunData, TrainError> {
+    let name: DatasetName = config.dataset.parse()?;
+    let data = Mnist::load(&DataSource::new(name).with_data_dir(data_dir))?;
+    let (train, valid) = data.train.split(config.valid_size, config.seed)?;
+    let order = match config.task {
+        Task::Psmnist => PixelOrder::Permuted(Arc::new(pixel_permutation(config.permutation_seed))),
+        _ => PixelOrder::ScanLine,
+    };
+    Ok(RunData {
+        train: train.limit(config.train_limit),
+        valid: valid.limit(config.valid_limit),
+        test: data.test.limit(config.test_limit),
+        order,
+    })
+}
+
+/// Reads `config.json` of an artifact directory.
+pub fn read_config(dir: &Path) -> Result<TrainConfig, TrainError> {
+    let path = dir.join(files::CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(file_err(&path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::File { path, message: format!("not a training config: {e}") })
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::File { path: path.into(), message: e.to_string() })?;
+    write_atomic(path, text.as_bytes()).map_err(file_err(path))
+}
+
+/// Checks the artifact directory against `config`; returns the epoch to resume from.
+fn prepare_artifact_dir(config: &TrainConfig, opts: &RunOptions) -> Result<Option<usize>, TrainError> {
+    let dir = &opts.artifact_dir;
+    let checkpoints = dir.join(files::CHECKPOINTS);
+    if dir.join(files::CONFIG).exists() {
+        let existing = read_config(dir)?;
+        if !existing.same_run(config) {
+            let detail = describe_difference(&existing, config);
+            return Err(TrainError::ConfigMismatch { dir: dir.clone(), detail });
+        }
+        let last = last_complete_epoch(&checkpoints);
+        if !opts.resume && last.is_some() {
+            return Err(TrainError::Invalid(format!(
+                "{} already holds a run with checkpoints; pass --resume to continue it, or choose another --artifact-dir",
+                dir.display()
+            )));
+        }
+        if opts.resume {
+            return match last {
+                Some(epoch) => Ok(Some(epoch)),
+                None => Err(TrainError::NoCheckpoint(checkpoints)),
+            };
+        }
+    } else if opts.resume {
+        return Err(TrainError::NoCheckpoint(checkpoints));
+    }
+    std::fs::create_dir_all(dir).map_err(file_err(dir))?;
+    write_json(&dir.join(files::CONFIG), config)?;
+    Ok(None)
+}
+
+fn describe_difference(a: &TrainConfig, b: &TrainConfig) -> String {
+    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let mut diffs = Vec::new();
+    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+        for (k, va) in a {
+            if k == "backend" || k == "epochs" {
+                continue;
+            }
+            if b.get(k) != Some(va) {
+                diffs.push(format!("{k}: {va} there, {} now", b.get(k).cloned().unwrap_or_default()));
+            }
+        }
+    }
+    diffs.join("; ")
+}
+
+/// Trains as `config` says, in `opts.artifact_dir`; returns what `results.json` holds.
+pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, TrainError> {
+    config.validate()?;
+    let device = config.backend.device()?;
+    let data = load_data(config, opts.data_dir.clone())?;
+    let resume_from = prepare_artifact_dir(config, opts)?;
+    if let PixelOrder::Permuted(perm) = &data.order {
+        write_json(&opts.artifact_dir.join(files::PERMUTATION), perm.as_ref())?;
+    }
+    device.seed(config.seed);
+    let ad = device.clone().autodiff();
+    let order = data.order.clone();
+    with_model!(config, &ad, order, |model, batcher| fit(model, batcher, config, opts, data, resume_from))
+}
+
+/// The sequence classifier of a run.
+pub fn seq_config(config: &TrainConfig) -> SeqClassifierConfig {
+    SeqClassifierConfig::new(
+        OrganicsCellConfig::new(1, config.hidden_units()).with_learn_time_constants(config.learn_time_constants),
+    )
+}
+
+/// The static classifier of a run.
+pub fn static_config(config: &TrainConfig) -> StaticClassifierConfig {
+    StaticClassifierConfig::new().with_layers(config.layers.clone()).with_learn_recurrence(config.learn_recurrence)
+}
+
+fn fit<M, Bt>(
+    model: M,
+    batcher: Bt,
+    config: &TrainConfig,
+    opts: &RunOptions,
+    data: RunData,
+    resume_from: Option<usize>,
+) -> Result<RunResults, TrainError>
+where
+    M: HarnessModel
+        + TrainStep<Input = <M as HarnessModel>::Batch, Output = ClassificationOutput>
+        + InferenceStep<Input = <M as HarnessModel>::Batch, Output = ClassificationOutput>
+        + core::fmt::Display,
+    Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
+    <M as HarnessModel>::Batch: std::fmt::Debug,
+{
+    let start = Instant::now();
+    let dir = &opts.artifact_dir;
+    let device = model.devices().first().cloned().ok_or_else(|| TrainError::Training("model has no device".into()))?;
+    let params = model.num_trainable_params();
+    let train_samples = data.train.len();
+    let iterations_per_epoch = train_samples.div_ceil(config.batch_size);
+
+    let train_loader = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(config.batch_size)
+        .shuffle(config.seed)
+        .set_device(device.clone())
+        .build(data.train.clone());
+    let valid_loader = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(data.valid.clone());
+    // A resumed run sees the same shuffles as an uninterrupted one: each pass over the
+    // loader draws the next permutation, so draw the ones of the finished epochs.
+    for _ in 0..resume_from.unwrap_or(0) {
+        drop(train_loader.iter());
+    }
+
+    let scheduler = StepLrSchedulerConfig::new(config.lr(), config.lr_step_epochs * iterations_per_epoch)
+        .with_gamma(config.lr_gamma)
+        .init()
+        .map_err(|e| TrainError::Invalid(format!("learning-rate schedule: {e}")))?;
+    let optimizer = AdamConfig::new()
+        .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
+        .with_grad_clipping(config.clip.map(|c| GradientClippingConfig::Norm(c as f32)))
+        .init();
+
+    let checkpoints = dir.join(files::CHECKPOINTS);
+    let interrupter = Interrupter::new();
+    let divergence: Divergence = Arc::new(Mutex::new(None));
+    let first_epoch = resume_from.unwrap_or(0) + 1;
+    let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train(FiniteLossGuard::new(interrupter.clone(), divergence.clone(), first_epoch, iterations_per_epoch))
+        .with_custom_checkpointers(
+            AtomicCheckpointer::new(&checkpoints, "model"),
+            AtomicCheckpointer::new(&checkpoints, "optim"),
+            AtomicCheckpointer::new(&checkpoints, "scheduler"),
+        )
+        .with_interrupter(interrupter)
+        .with_application_logger(None)
+        .num_epochs(config.epochs);
+    if opts.plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        training = training.renderer(Box::new(crate::progress::PlainRenderer::new()));
+    }
+    if let Some(epoch) = resume_from {
+        training = training.checkpoint(epoch);
+    }
+    let result = training.launch(Learner::new(model, optimizer, scheduler));
+
+    if let Some((value, epoch, iteration)) = divergence.lock().ok().and_then(|d| *d) {
+        return Err(TrainError::NonFinite { value, epoch, iteration, checkpoints: checkpoints.display().to_string() });
+    }
+    if let Some(error) = result.error {
+        return Err(TrainError::Training(error.to_string()));
+    }
+    let trained = result.model;
+    let model_path = dir.join(files::MODEL);
+    let bytes = trained
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::File { path: model_path.clone(), message: e.to_string() })?;
+    write_atomic(&model_path, &bytes).map_err(file_err(&model_path))?;
+
+    let test = evaluate_model(&trained, &batcher, &data.test, config.batch_size, &device.inner())?;
+    let wall = start.elapsed().as_secs_f64();
+    let epochs_run = config.epochs.saturating_sub(resume_from.unwrap_or(0)).max(1);
+    let results = RunResults {
+        task: config.task,
+        model: config.model,
+        dataset: config.dataset.clone(),
+        backend: config.backend,
+        epochs: config.epochs,
+        resumed_from_epoch: resume_from,
+        train_samples,
+        params,
+        hidden: config.hidden_units(),
+        test_samples: data.test.len(),
+        test_accuracy: test.accuracy,
+        test_loss: test.loss,
+        wall_seconds: wall,
+        seconds_per_epoch: wall / epochs_run as f64,
+        seed: config.seed,
+        permutation_seed: matches!(config.task, Task::Psmnist).then_some(config.permutation_seed),
+        valid_accuracy: crate::results::read_epoch_metric(dir, "valid", "Accuracy", config.epochs),
+        train_loss: crate::results::read_epoch_metric(dir, "train", "Loss", config.epochs),
+    };
+    write_json(&dir.join(files::RESULTS), &results)?;
+    Ok(results)
+}
+
+/// Test loss and accuracy of a model (in inference mode) on `set`.
+pub fn evaluate_model<M, Bt>(model: &M, batcher: &Bt, set: &ImageSet, batch_size: usize, device: &Device) -> Result<TestScore, TrainError>
+where
+    M: HarnessModel,
+    Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
+{
+    let model = model.valid().to_device(device);
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let items = chunk
+            .iter()
+            .map(|&i| set.get(i).map_err(|e| TrainError::Training(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = model.classify(batcher.batch(items, device));
+        let n = chunk.len();
+        let loss: f64 = out.loss.into_scalar::<f64>();
+        let predicted = out.output.argmax(1).reshape([n]);
+        let hits: i64 = predicted.equal(out.targets).int().sum().into_scalar::<i64>();
+        loss_sum += loss * n as f64;
+        correct += hits as usize;
+        seen += n;
+    }
+    let seen = seen.max(1) as f64;
+    Ok(TestScore { loss: loss_sum / seen, accuracy: correct as f64 / seen })
+}

@@ -1,0 +1,233 @@
+//! `cargo xtask`: the command-line front door of organics.
+//!
+//! Errors print as one line on stderr; bad input (unknown task, batch 0, a missing data
+//! folder, an artifact folder of another run) exits with status 2, other failures with 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use organics_train::{BackendKind, BenchOptions, ModelKind, RunOptions, Task, TrainConfig, TrainError};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Train, evaluate and benchmark ORGaNICs models", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model; writes config, checkpoints, metrics and results.json to --artifact-dir.
+    Train(TrainArgs),
+    /// Score a trained run on the test set (same data, split and permutation).
+    Eval(EvalArgs),
+    /// Time training steps on random data of the real shape; prints one JSON line.
+    Bench(BenchArgs),
+}
+
+fn parse<T: std::str::FromStr<Err = TrainError>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e: TrainError| e.to_string())
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Task: mnist (static images), smnist (pixel sequences), psmnist (permuted pixel sequences).
+    #[arg(long, default_value = "mnist", value_parser = parse::<Task>)]
+    task: Task,
+    /// Model: organics, or the baselines lstm (sequence tasks) and mlp (mnist).
+    #[arg(long, default_value = "organics", value_parser = parse::<ModelKind>)]
+    model: ModelKind,
+    /// Backend: flex (CPU, default), ndarray (CPU) or wgpu (GPU).
+    #[arg(long, default_value = "flex", value_parser = parse::<BackendKind>)]
+    backend: BackendKind,
+    /// Folder with the four MNIST IDX files (raw or .gz). Default: $ORGANICS_DATA_DIR, then the
+    /// burn-dataset cache, then a download into it.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Data set: mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// Epochs in total (a resumed run continues up to this many).
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Hidden units [default: 64 for organics on sequences, 128 for lstm, 50 for mlp].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// ORGaNICs layer sizes of the static model, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,64")]
+    layers: Vec<usize>,
+    /// Learning rate [default: 0.01 for sequence tasks, 0.001 for mnist].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Adam weight decay (L2).
+    #[arg(long, default_value_t = 1e-5)]
+    weight_decay: f64,
+    /// Learning-rate decay factor.
+    #[arg(long, default_value_t = 0.8)]
+    lr_gamma: f64,
+    /// Epochs between learning-rate decays.
+    #[arg(long, default_value_t = 30)]
+    lr_step: usize,
+    /// Clip gradients to this norm (off by default, as in the paper).
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Hold the sequence cell's time constants fixed (paper's "fixed time constants" rows).
+    #[arg(long)]
+    fixed_time_constants: bool,
+    /// Use W_r = I (closed-form fixed point) in the static layers instead of a learned W_r.
+    #[arg(long)]
+    identity_recurrence: bool,
+    /// Seed of initialisation, split and shuffling.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Seed of the psMNIST pixel permutation.
+    #[arg(long, default_value_t = 0)]
+    permutation_seed: u64,
+    /// Validation images held out of the 60,000 training images.
+    #[arg(long, default_value_t = 3000)]
+    valid_size: usize,
+    /// Train on only the first N training images (after the split) [default: all].
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Validate on only the first N validation images [default: all].
+    #[arg(long)]
+    valid_limit: Option<usize>,
+    /// Test on only the first N test images [default: all].
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Where the run's files go [default: artifacts/<task>-<model>].
+    #[arg(long)]
+    artifact_dir: Option<PathBuf>,
+    /// Continue the run in --artifact-dir from its last complete checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Plain progress lines even on a terminal (instead of Burn's TUI).
+    #[arg(long)]
+    plain: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The run's artifact directory.
+    #[arg(long)]
+    artifact_dir: PathBuf,
+    /// Backend [default: the run's own].
+    #[arg(long, value_parser = parse::<BackendKind>)]
+    backend: Option<BackendKind>,
+    /// Folder with the MNIST files [default: as for train].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Task: smnist (sequence step) or mnist (static step).
+    #[arg(long, default_value = "smnist", value_parser = parse::<Task>)]
+    task: Task,
+    /// Model: organics, lstm (smnist) or mlp (mnist).
+    #[arg(long, default_value = "organics", value_parser = parse::<ModelKind>)]
+    model: ModelKind,
+    /// Backend: flex, ndarray or wgpu.
+    #[arg(long, default_value = "flex", value_parser = parse::<BackendKind>)]
+    backend: BackendKind,
+    /// Hidden units of the sequence model.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// ORGaNICs layer sizes of the static model.
+    #[arg(long, value_delimiter = ',', default_value = "128,64")]
+    layers: Vec<usize>,
+    /// Use W_r = I in the static layers.
+    #[arg(long)]
+    identity_recurrence: bool,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Sequence length (smnist).
+    #[arg(long, default_value_t = 784)]
+    seq: usize,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+}
+
+fn exit_code(e: &TrainError) -> u8 {
+    use organics_data::DataError;
+    match e {
+        TrainError::Invalid(_) | TrainError::ConfigMismatch { .. } | TrainError::NoCheckpoint(_) => 2,
+        TrainError::Data(DataError::NotFound { .. } | DataError::BadDataDir { .. } | DataError::Invalid(_)) => 2,
+        _ => 1,
+    }
+}
+
+fn run(cli: Cli) -> Result<(), TrainError> {
+    match cli.command {
+        Command::Train(a) => {
+            let config = TrainConfig::new()
+                .with_task(a.task)
+                .with_model(a.model)
+                .with_backend(a.backend)
+                .with_dataset(a.dataset)
+                .with_epochs(a.epochs)
+                .with_batch_size(a.batch_size)
+                .with_hidden(a.hidden)
+                .with_layers(a.layers)
+                .with_learning_rate(a.lr)
+                .with_weight_decay(a.weight_decay)
+                .with_lr_gamma(a.lr_gamma)
+                .with_lr_step_epochs(a.lr_step)
+                .with_clip(a.clip)
+                .with_learn_time_constants(!a.fixed_time_constants)
+                .with_learn_recurrence(!a.identity_recurrence)
+                .with_seed(a.seed)
+                .with_permutation_seed(a.permutation_seed)
+                .with_valid_size(a.valid_size)
+                .with_train_limit(a.train_limit)
+                .with_valid_limit(a.valid_limit)
+                .with_test_limit(a.test_limit);
+            let artifact_dir = a.artifact_dir.unwrap_or_else(|| PathBuf::from(format!("artifacts/{}-{}", a.task, a.model)));
+            let opts = RunOptions { artifact_dir, resume: a.resume, data_dir: a.data_dir, plain: a.plain };
+            let results = organics_train::train(&config, &opts)?;
+            println!(
+                "test accuracy {:.2}% (loss {:.4}) after {} epochs; results in {}",
+                100.0 * results.test_accuracy,
+                results.test_loss,
+                results.epochs,
+                opts.artifact_dir.join("results.json").display()
+            );
+        }
+        Command::Eval(a) => {
+            let r = organics_train::evaluate(&a.artifact_dir, a.data_dir, a.backend)?;
+            println!("{}", serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?);
+        }
+        Command::Bench(a) => {
+            let r = organics_train::bench(&BenchOptions {
+                task: a.task,
+                model: a.model,
+                backend: a.backend,
+                hidden: a.hidden,
+                layers: a.layers,
+                learn_recurrence: !a.identity_recurrence,
+                batch: a.batch,
+                seq: a.seq,
+                steps: a.steps,
+            })?;
+            println!("{}", serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

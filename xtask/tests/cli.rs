@@ -1,0 +1,69 @@
+//! Bad input on the command line: one readable line and exit status 2.
+
+use std::process::Command;
+
+fn xtask(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn shared() -> String {
+    format!("{}/../../shared/data/mnist", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn bad_inputs_exit_2_with_a_message() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let art = tmp.path().join("run");
+    let art = art.to_str().expect("utf8");
+    let data = shared();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["train", "--task", "cifar"], "unknown task 'cifar'"),
+        (vec!["train", "--backend", "tpu"], "unknown backend 'tpu'"),
+        (vec!["train", "--batch-size", "0", "--data-dir", &data, "--artifact-dir", art], "batch size must be at least 1"),
+        (vec!["train", "--data-dir", "/nonexistent/mnist", "--artifact-dir", art], "does not exist"),
+        (vec!["train", "--task", "mnist", "--model", "lstm", "--artifact-dir", art], "lstm is for the sequence tasks"),
+        (vec!["eval", "--artifact-dir", "/nonexistent/run"], "is not a training run"),
+    ];
+    for (args, needle) in cases {
+        let (code, err) = xtask(&args);
+        assert_eq!(code, 2, "{args:?}: exit {code}, stderr {err}");
+        assert!(err.contains(needle), "{args:?}: stderr lacks '{needle}': {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
+
+#[test]
+fn an_artifact_dir_of_another_run_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let art = tmp.path().to_str().expect("utf8").to_string();
+    let data = shared();
+    let base = ["train", "--model", "mlp", "--epochs", "1", "--train-limit", "64", "--valid-limit", "32", "--test-limit", "32", "--plain"];
+    let mut first: Vec<&str> = base.to_vec();
+    first.extend(["--data-dir", &data, "--artifact-dir", &art]);
+    let (code, err) = xtask(&first);
+    assert_eq!(code, 0, "{err}");
+    let mut second = first.clone();
+    second.extend(["--hidden", "20", "--resume"]);
+    let (code, err) = xtask(&second);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another configuration"), "{err}");
+    // and eval of the finished run works and prints JSON
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["eval", "--artifact-dir", &art, "--data-dir", &data])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("json");
+    assert!(v["test_accuracy"].as_f64().is_some());
+}
+
+#[test]
+fn help_documents_the_flags() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["train", "--help"]).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--task", "--model", "--backend", "--data-dir", "--epochs", "--batch-size", "--hidden", "--lr", "--seed", "--permutation-seed", "--train-limit", "--artifact-dir", "--resume", "[default: mnist]"] {
+        assert!(text.contains(flag), "train --help lacks {flag}");
+    }
+}
