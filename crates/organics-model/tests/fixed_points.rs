@@ -224,7 +224,8 @@ fn fixed_point_layer_gradients_match_finite_differences() {
         let l = loss(&build(p, &plain), tensor(u, [3, M], &plain), tensor(&weights_host, [3, N], &plain));
         values(l.unsqueeze())[0]
     };
-    let h = 1e-2;
+    // small enough that no sample crosses the kink of ⌊y⌋ (1e-2 does for one input here)
+    let h = 3e-3;
     let mut checked = 0;
     for (name, grad) in &analytic {
         for (k, &g) in grad.iter().enumerate() {
