@@ -7,10 +7,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use organics_train::{BackendKind, BenchOptions, ModelKind, RunOptions, Task, TrainConfig, TrainError};
+use organics_train::{
+    BackendKind, BenchOptions, ModelKind, RunOptions, Task, TrainConfig, TrainError,
+};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Train, evaluate and benchmark ORGaNICs models", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Train, evaluate and benchmark ORGaNICs models",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -157,8 +163,12 @@ struct BenchArgs {
 fn exit_code(e: &TrainError) -> u8 {
     use organics_data::DataError;
     match e {
-        TrainError::Invalid(_) | TrainError::ConfigMismatch { .. } | TrainError::NoCheckpoint(_) => 2,
-        TrainError::Data(DataError::NotFound { .. } | DataError::BadDataDir { .. } | DataError::Invalid(_)) => 2,
+        TrainError::Invalid(_)
+        | TrainError::ConfigMismatch { .. }
+        | TrainError::NoCheckpoint(_) => 2,
+        TrainError::Data(
+            DataError::NotFound { .. } | DataError::BadDataDir { .. } | DataError::Invalid(_),
+        ) => 2,
         _ => 1,
     }
 }
@@ -188,8 +198,15 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 .with_train_limit(a.train_limit)
                 .with_valid_limit(a.valid_limit)
                 .with_test_limit(a.test_limit);
-            let artifact_dir = a.artifact_dir.unwrap_or_else(|| PathBuf::from(format!("artifacts/{}-{}", a.task, a.model)));
-            let opts = RunOptions { artifact_dir, resume: a.resume, data_dir: a.data_dir, plain: a.plain };
+            let artifact_dir = a
+                .artifact_dir
+                .unwrap_or_else(|| PathBuf::from(format!("artifacts/{}-{}", a.task, a.model)));
+            let opts = RunOptions {
+                artifact_dir,
+                resume: a.resume,
+                data_dir: a.data_dir,
+                plain: a.plain,
+            };
             let results = organics_train::train(&config, &opts)?;
             println!(
                 "test accuracy {:.2}% (loss {:.4}) after {} epochs; results in {}",
@@ -201,7 +218,10 @@ fn run(cli: Cli) -> Result<(), TrainError> {
         }
         Command::Eval(a) => {
             let r = organics_train::evaluate(&a.artifact_dir, a.data_dir, a.backend)?;
-            println!("{}", serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?);
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?
+            );
         }
         Command::Bench(a) => {
             let r = organics_train::bench(&BenchOptions {
@@ -215,7 +235,10 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 seq: a.seq,
                 steps: a.steps,
             })?;
-            println!("{}", serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?);
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?
+            );
         }
     }
     Ok(())

@@ -3,8 +3,14 @@
 use std::process::Command;
 
 fn xtask(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn shared() -> String {
@@ -20,15 +26,52 @@ fn bad_inputs_exit_2_with_a_message() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["train", "--task", "cifar"], "unknown task 'cifar'"),
         (vec!["train", "--backend", "tpu"], "unknown backend 'tpu'"),
-        (vec!["train", "--batch-size", "0", "--data-dir", &data, "--artifact-dir", art], "batch size must be at least 1"),
-        (vec!["train", "--data-dir", "/nonexistent/mnist", "--artifact-dir", art], "does not exist"),
-        (vec!["train", "--task", "mnist", "--model", "lstm", "--artifact-dir", art], "lstm is for the sequence tasks"),
-        (vec!["eval", "--artifact-dir", "/nonexistent/run"], "is not a training run"),
+        (
+            vec![
+                "train",
+                "--batch-size",
+                "0",
+                "--data-dir",
+                &data,
+                "--artifact-dir",
+                art,
+            ],
+            "batch size must be at least 1",
+        ),
+        (
+            vec![
+                "train",
+                "--data-dir",
+                "/nonexistent/mnist",
+                "--artifact-dir",
+                art,
+            ],
+            "does not exist",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "mnist",
+                "--model",
+                "lstm",
+                "--artifact-dir",
+                art,
+            ],
+            "lstm is for the sequence tasks",
+        ),
+        (
+            vec!["eval", "--artifact-dir", "/nonexistent/run"],
+            "is not a training run",
+        ),
     ];
     for (args, needle) in cases {
         let (code, err) = xtask(&args);
         assert_eq!(code, 2, "{args:?}: exit {code}, stderr {err}");
-        assert!(err.contains(needle), "{args:?}: stderr lacks '{needle}': {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr lacks '{needle}': {err}"
+        );
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
@@ -38,7 +81,20 @@ fn an_artifact_dir_of_another_run_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let art = tmp.path().to_str().expect("utf8").to_string();
     let data = shared();
-    let base = ["train", "--model", "mlp", "--epochs", "1", "--train-limit", "64", "--valid-limit", "32", "--test-limit", "32", "--plain"];
+    let base = [
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "64",
+        "--valid-limit",
+        "32",
+        "--test-limit",
+        "32",
+        "--plain",
+    ];
     let mut first: Vec<&str> = base.to_vec();
     first.extend(["--data-dir", &data, "--artifact-dir", &art]);
     let (code, err) = xtask(&first);
@@ -53,7 +109,11 @@ fn an_artifact_dir_of_another_run_is_refused() {
         .args(["eval", "--artifact-dir", &art, "--data-dir", &data])
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(line.trim()).expect("json");
     assert!(v["test_accuracy"].as_f64().is_some());
@@ -61,9 +121,27 @@ fn an_artifact_dir_of_another_run_is_refused() {
 
 #[test]
 fn help_documents_the_flags() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).args(["train", "--help"]).output().expect("runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--help"])
+        .output()
+        .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--task", "--model", "--backend", "--data-dir", "--epochs", "--batch-size", "--hidden", "--lr", "--seed", "--permutation-seed", "--train-limit", "--artifact-dir", "--resume", "[default: mnist]"] {
+    for flag in [
+        "--task",
+        "--model",
+        "--backend",
+        "--data-dir",
+        "--epochs",
+        "--batch-size",
+        "--hidden",
+        "--lr",
+        "--seed",
+        "--permutation-seed",
+        "--train-limit",
+        "--artifact-dir",
+        "--resume",
+        "[default: mnist]",
+    ] {
         assert!(text.contains(flag), "train --help lacks {flag}");
     }
 }

@@ -48,7 +48,10 @@ pub struct StaticBatcher;
 
 impl Batcher<DigitItem, StaticBatch> for StaticBatcher {
     fn batch(&self, items: Vec<DigitItem>, device: &Device) -> StaticBatch {
-        let pixels: Vec<f32> = items.iter().flat_map(|i| i.pixels.iter().map(|&p| f32::from(p) / 255.0)).collect();
+        let pixels: Vec<f32> = items
+            .iter()
+            .flat_map(|i| i.pixels.iter().map(|&p| f32::from(p) / 255.0))
+            .collect();
         StaticBatch {
             images: Tensor::from_data(TensorData::new(pixels, [items.len(), PIXELS]), device),
             targets: targets(&items, device),
@@ -67,10 +70,14 @@ impl Batcher<DigitItem, SequenceBatch> for SequenceBatcher {
     fn batch(&self, items: Vec<DigitItem>, device: &Device) -> SequenceBatch {
         let scale = |p: u8| f32::from(p) / 255.0;
         let pixels: Vec<f32> = match &self.order {
-            PixelOrder::Permuted(perm) => {
-                items.iter().flat_map(|i| perm.iter().map(|&k| scale(i.pixels[k]))).collect()
-            }
-            _ => items.iter().flat_map(|i| i.pixels.iter().map(|&p| scale(p))).collect(),
+            PixelOrder::Permuted(perm) => items
+                .iter()
+                .flat_map(|i| perm.iter().map(|&k| scale(i.pixels[k])))
+                .collect(),
+            _ => items
+                .iter()
+                .flat_map(|i| i.pixels.iter().map(|&p| scale(p)))
+                .collect(),
         };
         let shape = match self.order {
             PixelOrder::Rows => [items.len(), SIDE, SIDE],

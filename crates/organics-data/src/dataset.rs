@@ -39,7 +39,11 @@ impl ImageSet {
             )));
         }
         let indices = (0..labels.len()).collect();
-        Ok(Self { pixels: Arc::new(pixels), labels: Arc::new(labels), indices: Arc::new(indices) })
+        Ok(Self {
+            pixels: Arc::new(pixels),
+            labels: Arc::new(labels),
+            indices: Arc::new(indices),
+        })
     }
 
     /// Number of images.
@@ -78,7 +82,17 @@ impl ImageSet {
     }
 
     fn select(&self, indices: Vec<usize>) -> Self {
-        Self { pixels: self.pixels.clone(), labels: self.labels.clone(), indices: Arc::new(indices) }
+        Self {
+            pixels: self.pixels.clone(),
+            labels: self.labels.clone(),
+            indices: Arc::new(indices),
+        }
+    }
+
+    /// Images `start..end` of this set (clamped to its length).
+    pub fn range(&self, start: usize, end: usize) -> Self {
+        let end = end.min(self.len());
+        self.select(self.indices[start.min(end)..end].to_vec())
     }
 
     /// The first `limit` images (all when `None` or larger than the set).
@@ -113,7 +127,10 @@ impl Dataset<DigitItem> for ImageSet {
                 self.len()
             ))));
         }
-        Ok(DigitItem { pixels: self.image(index).to_vec(), label: self.label(index) })
+        Ok(DigitItem {
+            pixels: self.image(index).to_vec(),
+            label: self.label(index),
+        })
     }
 
     fn len(&self) -> usize {

@@ -22,7 +22,9 @@ pub enum DataError {
         problem: &'static str,
     },
     /// A file named `.gz` is not gzip.
-    #[error("{path} is named .gz but is not a gzip file (first bytes {first:02x?}); re-download it or remove the .gz suffix if it is raw IDX")]
+    #[error(
+        "{path} is named .gz but is not a gzip file (first bytes {first:02x?}); re-download it or remove the .gz suffix if it is raw IDX"
+    )]
     NotGzip {
         /// The file.
         path: PathBuf,
@@ -108,7 +110,9 @@ pub enum DataError {
         label_count: usize,
     },
     /// A downloaded file does not have the published checksum.
-    #[error("{path}: SHA-256 {found} does not match the published {expected}; the download is corrupt and was discarded")]
+    #[error(
+        "{path}: SHA-256 {found} does not match the published {expected}; the download is corrupt and was discarded"
+    )]
     Checksum {
         /// The file.
         path: PathBuf,
@@ -141,5 +145,8 @@ pub enum DataError {
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |source| DataError::Io { path: path.to_path_buf(), source }
+    move |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

@@ -32,22 +32,32 @@ pub const MAX_ITEMS: u64 = 1_000_000;
 pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(io(path))?;
     if raw.is_empty() {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     let gz = path.extension().is_some_and(|e| e == "gz");
     if !gz {
         return Ok(raw);
     }
     if raw.len() < 2 || raw[0..2] != [0x1f, 0x8b] {
-        return Err(DataError::NotGzip { path: path.to_path_buf(), first: raw.iter().take(4).copied().collect() });
+        return Err(DataError::NotGzip {
+            path: path.to_path_buf(),
+            first: raw.iter().take(4).copied().collect(),
+        });
     }
     let mut out = Vec::new();
     GzDecoder::new(&raw[..])
         .take(limit + 1)
         .read_to_end(&mut out)
-        .map_err(|source| DataError::Gzip { path: path.to_path_buf(), source })?;
+        .map_err(|source| DataError::Gzip {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if out.is_empty() {
-        return Err(DataError::Empty { path: path.to_path_buf() });
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(out)
 }
@@ -56,24 +66,47 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
-fn header(bytes: &[u8], path: &Path, len: usize, magic: u32, kind: &'static str) -> Result<u64, DataError> {
+fn header(
+    bytes: &[u8],
+    path: &Path,
+    len: usize,
+    magic: u32,
+    kind: &'static str,
+) -> Result<u64, DataError> {
     if bytes.len() < len {
-        return Err(DataError::Length { path: path.to_path_buf(), expected: len as u64, actual: bytes.len() as u64 });
+        return Err(DataError::Length {
+            path: path.to_path_buf(),
+            expected: len as u64,
+            actual: bytes.len() as u64,
+        });
     }
     let found = be_u32(bytes, 0);
     if found != magic {
-        return Err(DataError::BadMagic { path: path.to_path_buf(), expected: magic, found, kind });
+        return Err(DataError::BadMagic {
+            path: path.to_path_buf(),
+            expected: magic,
+            found,
+            kind,
+        });
     }
     let count = u64::from(be_u32(bytes, 4));
     if count > MAX_ITEMS {
-        return Err(DataError::TooManyItems { path: path.to_path_buf(), count, max: MAX_ITEMS });
+        return Err(DataError::TooManyItems {
+            path: path.to_path_buf(),
+            count,
+            max: MAX_ITEMS,
+        });
     }
     Ok(count)
 }
 
 fn check_length(bytes: &[u8], path: &Path, expected: u64) -> Result<(), DataError> {
     if bytes.len() as u64 != expected {
-        return Err(DataError::Length { path: path.to_path_buf(), expected, actual: bytes.len() as u64 });
+        return Err(DataError::Length {
+            path: path.to_path_buf(),
+            expected,
+            actual: bytes.len() as u64,
+        });
     }
     Ok(())
 }
@@ -83,7 +116,11 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
     let count = header(bytes, path, 16, IMAGES_MAGIC, "images")?;
     let (rows, cols) = (be_u32(bytes, 8), be_u32(bytes, 12));
     if rows as usize != SIDE || cols as usize != SIDE {
-        return Err(DataError::BadDims { path: path.to_path_buf(), rows, cols });
+        return Err(DataError::BadDims {
+            path: path.to_path_buf(),
+            rows,
+            cols,
+        });
     }
     check_length(bytes, path, 16 + count * PIXELS as u64)?;
     Ok(bytes[16..].to_vec())
@@ -95,7 +132,11 @@ pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
     check_length(bytes, path, 8 + count)?;
     let labels = bytes[8..].to_vec();
     if let Some((index, &value)) = labels.iter().enumerate().find(|(_, v)| **v > 9) {
-        return Err(DataError::BadLabel { path: path.to_path_buf(), index, value });
+        return Err(DataError::BadLabel {
+            path: path.to_path_buf(),
+            index,
+            value,
+        });
     }
     Ok(labels)
 }

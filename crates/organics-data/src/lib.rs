@@ -10,11 +10,13 @@ pub mod batcher;
 pub mod dataset;
 pub mod error;
 pub mod idx;
+pub mod loader;
 pub mod permutation;
 pub mod source;
 
 pub use batcher::{PixelOrder, SequenceBatch, SequenceBatcher, StaticBatch, StaticBatcher};
 pub use dataset::{DigitItem, ImageSet, Mnist, VALID_SIZE};
 pub use error::DataError;
+pub use loader::EpochLoader;
 pub use permutation::pixel_permutation;
 pub use source::{DATA_DIR_ENV, DataFiles, DataSource, DatasetName};

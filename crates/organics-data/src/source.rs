@@ -50,7 +50,9 @@ impl DatasetName {
     pub fn mirror(self) -> &'static str {
         match self {
             DatasetName::Mnist => "https://storage.googleapis.com/cvdf-datasets/mnist/",
-            DatasetName::FashionMnist => "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            DatasetName::FashionMnist => {
+                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+            }
         }
     }
 
@@ -80,7 +82,9 @@ impl FromStr for DatasetName {
         match s.to_ascii_lowercase().replace('_', "-").as_str() {
             "mnist" => Ok(DatasetName::Mnist),
             "fashion-mnist" | "fashion" => Ok(DatasetName::FashionMnist),
-            other => Err(DataError::Invalid(format!("unknown data set '{other}' (expected mnist or fashion-mnist)"))),
+            other => Err(DataError::Invalid(format!(
+                "unknown data set '{other}' (expected mnist or fashion-mnist)"
+            ))),
         }
     }
 }
@@ -116,8 +120,16 @@ pub struct DataSource {
 impl DataSource {
     /// The default source for `dataset`: `ORGANICS_DATA_DIR` if set, else cache, else download.
     pub fn new(dataset: DatasetName) -> Self {
-        let data_dir = std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Self { dataset, data_dir, cache_root: None, download: true, mirror: None }
+        let data_dir = std::env::var_os(DATA_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        Self {
+            dataset,
+            data_dir,
+            cache_root: None,
+            download: true,
+            mirror: None,
+        }
     }
 
     /// Use this folder (overrides `ORGANICS_DATA_DIR`).
@@ -131,7 +143,9 @@ impl DataSource {
     /// The folder downloads go to: `<cache root>/<name>`.
     pub fn cache_dir(&self) -> PathBuf {
         let root = self.cache_root.clone().unwrap_or_else(|| {
-            dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("burn-dataset")
+            dirs::cache_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("burn-dataset")
         });
         root.join(self.dataset.dir_name())
     }
@@ -140,13 +154,20 @@ impl DataSource {
     pub fn locate(&self) -> Result<DataFiles, DataError> {
         if let Some(dir) = &self.data_dir {
             if !dir.exists() {
-                return Err(DataError::BadDataDir { path: dir.clone(), problem: "does not exist" });
+                return Err(DataError::BadDataDir {
+                    path: dir.clone(),
+                    problem: "does not exist",
+                });
             }
             if !dir.is_dir() {
-                return Err(DataError::BadDataDir { path: dir.clone(), problem: "is not a directory" });
+                return Err(DataError::BadDataDir {
+                    path: dir.clone(),
+                    problem: "is not a directory",
+                });
             }
             std::fs::read_dir(dir).map_err(io(dir))?;
-            return find_in(dir).map_err(|missing| self.not_found(missing, vec![dir.clone()], String::new()));
+            return find_in(dir)
+                .map_err(|missing| self.not_found(missing, vec![dir.clone()], String::new()));
         }
         let cache = self.cache_dir();
         let missing = match find_in(&cache) {
@@ -157,12 +178,21 @@ impl DataSource {
             return Err(self.not_found(missing, vec![cache], " (downloads disabled)".into()));
         }
         match self.download_missing(&cache, &missing) {
-            Ok(()) => find_in(&cache).map_err(|m| self.not_found(m, vec![cache.clone()], String::new())),
-            Err(reason) => Err(self.not_found(missing, vec![cache], format!("; download failed: {reason}"))),
+            Ok(()) => {
+                find_in(&cache).map_err(|m| self.not_found(m, vec![cache.clone()], String::new()))
+            }
+            Err(reason) => {
+                Err(self.not_found(missing, vec![cache], format!("; download failed: {reason}")))
+            }
         }
     }
 
-    fn not_found(&self, missing: Vec<String>, searched: Vec<PathBuf>, download: String) -> DataError {
+    fn not_found(
+        &self,
+        missing: Vec<String>,
+        searched: Vec<PathBuf>,
+        download: String,
+    ) -> DataError {
         DataError::NotFound {
             dataset: self.dataset.to_string(),
             missing,
@@ -173,29 +203,39 @@ impl DataSource {
     }
 
     fn download_missing(&self, cache: &Path, missing: &[String]) -> Result<(), String> {
-        let mirror = self.mirror.clone().unwrap_or_else(|| self.dataset.mirror().to_string());
+        let mirror = self
+            .mirror
+            .clone()
+            .unwrap_or_else(|| self.dataset.mirror().to_string());
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_global(Some(Duration::from_secs(600)))
             .build()
             .into();
         for name in missing {
-            let index = FILES.iter().position(|f| f == name).ok_or_else(|| format!("unknown file {name}"))?;
+            let index = FILES
+                .iter()
+                .position(|f| f == name)
+                .ok_or_else(|| format!("unknown file {name}"))?;
             let split = if index < 2 { "train" } else { "test" };
             let dir = cache.join(split);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let url = format!("{mirror}{name}.gz");
             let gz = fetch(&agent, &url, name)?;
             let target = dir.join(name);
             let part = dir.join(format!("{name}.gz.part"));
-            std::fs::write(&part, &gz).map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+            std::fs::write(&part, &gz)
+                .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
             let checked = self.check_download(&part, index);
             let _ = std::fs::remove_file(&part);
             let bytes = checked.map_err(|e| e.to_string())?;
             // Write under a temporary name and rename, so a file that looks complete is complete.
             let tmp = dir.join(format!("{name}.part"));
-            std::fs::write(&tmp, &bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &target).map_err(|e| format!("cannot rename to {}: {e}", target.display()))?;
+            std::fs::write(&tmp, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &target)
+                .map_err(|e| format!("cannot rename to {}: {e}", target.display()))?;
         }
         Ok(())
     }
@@ -203,7 +243,7 @@ impl DataSource {
     /// Decompresses and validates a downloaded file; returns the raw IDX bytes.
     fn check_download(&self, gz_path: &Path, index: usize) -> Result<Vec<u8>, DataError> {
         let bytes = read_maybe_gz(gz_path, 16 + MAX_ITEMS * PIXELS as u64)?;
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             parse_images(&bytes, gz_path)?;
         } else {
             parse_labels(&bytes, gz_path)?;
@@ -211,7 +251,11 @@ impl DataSource {
         if let Some(sums) = self.dataset.checksums() {
             let found = hex(&Sha256::digest(&bytes));
             if found != sums[index] {
-                return Err(DataError::Checksum { path: gz_path.to_path_buf(), expected: sums[index].into(), found });
+                return Err(DataError::Checksum {
+                    path: gz_path.to_path_buf(),
+                    expected: sums[index].into(),
+                    found,
+                });
             }
         }
         Ok(bytes)
@@ -230,7 +274,11 @@ fn fetch(agent: &ureq::Agent, url: &str, name: &str) -> Result<Vec<u8>, String> 
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let mut reader = response.into_body().into_with_config().limit(64 << 20).reader();
+    let mut reader = response
+        .into_body()
+        .into_with_config()
+        .limit(64 << 20)
+        .reader();
     let terminal = std::io::stderr().is_terminal();
     let mut out = Vec::new();
     let mut buf = [0u8; 1 << 16];
@@ -258,11 +306,20 @@ fn fetch(agent: &ureq::Agent, url: &str, name: &str) -> Result<Vec<u8>, String> 
 fn progress(name: &str, done: u64, total: Option<u64>, terminal: bool) {
     let mb = |b: u64| b as f64 / 1e6;
     let line = match total {
-        Some(t) if t > 0 => format!("downloading {name}.gz: {:5.1}% ({:.1} / {:.1} MB)", 100.0 * done as f64 / t as f64, mb(done), mb(t)),
+        Some(t) if t > 0 => format!(
+            "downloading {name}.gz: {:5.1}% ({:.1} / {:.1} MB)",
+            100.0 * done as f64 / t as f64,
+            mb(done),
+            mb(t)
+        ),
         _ => format!("downloading {name}.gz: {:.1} MB", mb(done)),
     };
     let mut err = std::io::stderr();
-    let _ = if terminal { write!(err, "\r{line}") } else { writeln!(err, "{line}") };
+    let _ = if terminal {
+        write!(err, "\r{line}")
+    } else {
+        writeln!(err, "{line}")
+    };
 }
 
 /// The four files in `dir` (flat or in `train/` and `test/`, raw preferred over `.gz`), or
@@ -288,5 +345,10 @@ pub fn find_in(dir: &Path) -> Result<DataFiles, Vec<String>> {
     }
     let mut it = found.into_iter();
     let mut next = || it.next().unwrap_or_default();
-    Ok(DataFiles { train_images: next(), train_labels: next(), test_images: next(), test_labels: next() })
+    Ok(DataFiles {
+        train_images: next(),
+        train_labels: next(),
+        test_images: next(),
+        test_labels: next(),
+    })
 }

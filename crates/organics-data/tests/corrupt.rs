@@ -25,14 +25,26 @@ fn labels(count: u32, body: usize) -> Vec<u8> {
 
 /// Writes a complete, valid set of 4 raw files of `n` items, then lets `spoil` change one.
 fn dataset(dir: &Path, n: u32) {
-    std::fs::write(dir.join("train-images-idx3-ubyte"), images(n, 28, 28, n as usize * 784)).expect("write");
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        images(n, 28, 28, n as usize * 784),
+    )
+    .expect("write");
     std::fs::write(dir.join("train-labels-idx1-ubyte"), labels(n, n as usize)).expect("write");
-    std::fs::write(dir.join("t10k-images-idx3-ubyte"), images(n, 28, 28, n as usize * 784)).expect("write");
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte"),
+        images(n, 28, 28, n as usize * 784),
+    )
+    .expect("write");
     std::fs::write(dir.join("t10k-labels-idx1-ubyte"), labels(n, n as usize)).expect("write");
 }
 
 fn load(dir: &Path) -> Result<Mnist, DataError> {
-    let source = DataSource { download: false, ..DataSource::new(DatasetName::Mnist) }.with_data_dir(Some(dir.to_path_buf()));
+    let source = DataSource {
+        download: false,
+        ..DataSource::new(DatasetName::Mnist)
+    }
+    .with_data_dir(Some(dir.to_path_buf()));
     Mnist::load(&source)
 }
 
@@ -53,47 +65,170 @@ fn a_valid_small_set_loads() {
 #[test]
 fn table_of_corrupt_inputs() {
     type Spoil = fn(&Path);
-    let cases: Vec<(&str, Spoil, fn(&DataError) -> bool)> = vec![
-        ("wrong magic", |d| {
-            let mut b = images(5, 28, 28, 5 * 784);
-            b[3] = 0x01;
-            std::fs::write(d.join("train-images-idx3-ubyte"), b).expect("w");
-        }, |e| matches!(e, DataError::BadMagic { found: 2049, expected: 2051, .. })),
-        ("wrong image size", |d| {
-            std::fs::write(d.join("train-images-idx3-ubyte"), images(5, 32, 32, 5 * 1024)).expect("w");
-        }, |e| matches!(e, DataError::BadDims { rows: 32, cols: 32, .. })),
-        ("truncated images", |d| {
-            std::fs::write(d.join("train-images-idx3-ubyte"), images(5, 28, 28, 5 * 784 - 100)).expect("w");
-        }, |e| matches!(e, DataError::Length { expected: 3936, actual: 3836, .. })),
-        ("truncated labels", |d| {
-            std::fs::write(d.join("t10k-labels-idx1-ubyte"), labels(5, 3)).expect("w");
-        }, |e| matches!(e, DataError::Length { expected: 13, actual: 11, .. })),
-        ("image/label count mismatch", |d| {
-            std::fs::write(d.join("train-labels-idx1-ubyte"), labels(4, 4)).expect("w");
-        }, |e| matches!(e, DataError::CountMismatch { image_count: 5, label_count: 4, .. })),
-        ("header claims 2^32-1 items", |d| {
-            std::fs::write(d.join("train-images-idx3-ubyte"), images(u32::MAX, 28, 28, 784)).expect("w");
-        }, |e| matches!(e, DataError::TooManyItems { count: 4_294_967_295, .. })),
-        ("label out of range", |d| {
-            let mut b = labels(5, 5);
-            b[10] = 42;
-            std::fs::write(d.join("train-labels-idx1-ubyte"), b).expect("w");
-        }, |e| matches!(e, DataError::BadLabel { index: 2, value: 42, .. })),
-        ("not gzip though named .gz", |d| {
-            std::fs::remove_file(d.join("t10k-images-idx3-ubyte")).expect("rm");
-            std::fs::write(d.join("t10k-images-idx3-ubyte.gz"), images(5, 28, 28, 5 * 784)).expect("w");
-        }, |e| matches!(e, DataError::NotGzip { .. })),
-        ("truncated gzip", |d| {
-            std::fs::remove_file(d.join("t10k-images-idx3-ubyte")).expect("rm");
-            let z = gz(&images(5, 28, 28, 5 * 784));
-            std::fs::write(d.join("t10k-images-idx3-ubyte.gz"), &z[..z.len() / 2]).expect("w");
-        }, |e| matches!(e, DataError::Gzip { .. })),
-        ("missing file", |d| {
-            std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).expect("rm");
-        }, |e| matches!(e, DataError::NotFound { missing, .. } if missing == &vec!["t10k-labels-idx1-ubyte".to_string()])),
-        ("empty file", |d| {
-            std::fs::write(d.join("train-labels-idx1-ubyte"), b"").expect("w");
-        }, |e| matches!(e, DataError::Empty { .. })),
+    type Expect = fn(&DataError) -> bool;
+    let cases: Vec<(&str, Spoil, Expect)> = vec![
+        (
+            "wrong magic",
+            |d| {
+                let mut b = images(5, 28, 28, 5 * 784);
+                b[3] = 0x01;
+                std::fs::write(d.join("train-images-idx3-ubyte"), b).expect("w");
+            },
+            |e| {
+                matches!(
+                    e,
+                    DataError::BadMagic {
+                        found: 2049,
+                        expected: 2051,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "wrong image size",
+            |d| {
+                std::fs::write(
+                    d.join("train-images-idx3-ubyte"),
+                    images(5, 32, 32, 5 * 1024),
+                )
+                .expect("w");
+            },
+            |e| {
+                matches!(
+                    e,
+                    DataError::BadDims {
+                        rows: 32,
+                        cols: 32,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "truncated images",
+            |d| {
+                std::fs::write(
+                    d.join("train-images-idx3-ubyte"),
+                    images(5, 28, 28, 5 * 784 - 100),
+                )
+                .expect("w");
+            },
+            |e| {
+                matches!(
+                    e,
+                    DataError::Length {
+                        expected: 3936,
+                        actual: 3836,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "truncated labels",
+            |d| {
+                std::fs::write(d.join("t10k-labels-idx1-ubyte"), labels(5, 3)).expect("w");
+            },
+            |e| {
+                matches!(
+                    e,
+                    DataError::Length {
+                        expected: 13,
+                        actual: 11,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "image/label count mismatch",
+            |d| {
+                std::fs::write(d.join("train-labels-idx1-ubyte"), labels(4, 4)).expect("w");
+            },
+            |e| {
+                matches!(
+                    e,
+                    DataError::CountMismatch {
+                        image_count: 5,
+                        label_count: 4,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "header claims 2^32-1 items",
+            |d| {
+                std::fs::write(
+                    d.join("train-images-idx3-ubyte"),
+                    images(u32::MAX, 28, 28, 784),
+                )
+                .expect("w");
+            },
+            |e| {
+                matches!(
+                    e,
+                    DataError::TooManyItems {
+                        count: 4_294_967_295,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "label out of range",
+            |d| {
+                let mut b = labels(5, 5);
+                b[10] = 42;
+                std::fs::write(d.join("train-labels-idx1-ubyte"), b).expect("w");
+            },
+            |e| {
+                matches!(
+                    e,
+                    DataError::BadLabel {
+                        index: 2,
+                        value: 42,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "not gzip though named .gz",
+            |d| {
+                std::fs::remove_file(d.join("t10k-images-idx3-ubyte")).expect("rm");
+                std::fs::write(
+                    d.join("t10k-images-idx3-ubyte.gz"),
+                    images(5, 28, 28, 5 * 784),
+                )
+                .expect("w");
+            },
+            |e| matches!(e, DataError::NotGzip { .. }),
+        ),
+        (
+            "truncated gzip",
+            |d| {
+                std::fs::remove_file(d.join("t10k-images-idx3-ubyte")).expect("rm");
+                let z = gz(&images(5, 28, 28, 5 * 784));
+                std::fs::write(d.join("t10k-images-idx3-ubyte.gz"), &z[..z.len() / 2]).expect("w");
+            },
+            |e| matches!(e, DataError::Gzip { .. }),
+        ),
+        (
+            "missing file",
+            |d| {
+                std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).expect("rm");
+            },
+            |e| matches!(e, DataError::NotFound { missing, .. } if missing == &vec!["t10k-labels-idx1-ubyte".to_string()]),
+        ),
+        (
+            "empty file",
+            |d| {
+                std::fs::write(d.join("train-labels-idx1-ubyte"), b"").expect("w");
+            },
+            |e| matches!(e, DataError::Empty { .. }),
+        ),
     ];
     for (name, spoil, expected) in cases {
         let dir = tempfile::tempdir().expect("tmp");
@@ -107,7 +242,10 @@ fn table_of_corrupt_inputs() {
         };
         assert!(expected(&err), "{name}: unexpected error {err:?}");
         let text = err.to_string();
-        assert!(text.contains(&dir.path().display().to_string()), "{name}: message names no path: {text}");
+        assert!(
+            text.contains(&dir.path().display().to_string()),
+            "{name}: message names no path: {text}"
+        );
     }
 }
 
@@ -130,10 +268,22 @@ fn gz_files_load_like_raw_ones() {
 fn bad_data_dirs() {
     let dir = tempfile::tempdir().expect("tmp");
     let missing = dir.path().join("nope");
-    assert!(matches!(load(&missing), Err(DataError::BadDataDir { problem: "does not exist", .. })));
+    assert!(matches!(
+        load(&missing),
+        Err(DataError::BadDataDir {
+            problem: "does not exist",
+            ..
+        })
+    ));
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").expect("w");
-    assert!(matches!(load(&file), Err(DataError::BadDataDir { problem: "is not a directory", .. })));
+    assert!(matches!(
+        load(&file),
+        Err(DataError::BadDataDir {
+            problem: "is not a directory",
+            ..
+        })
+    ));
 }
 
 #[cfg(unix)]
@@ -148,7 +298,9 @@ fn directory_without_permission() {
     if std::fs::read_dir(&locked).is_ok() {
         // root ignores permission bits, so the condition cannot be produced here
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        eprintln!("SKIPPED directory_without_permission: running as a user who can read a 000 directory (root)");
+        eprintln!(
+            "SKIPPED directory_without_permission: running as a user who can read a 000 directory (root)"
+        );
         return;
     }
     let err = load(&locked).expect_err("unreadable");
@@ -169,12 +321,23 @@ fn offline_with_nothing_cached_lists_missing_files_and_remedies() {
     };
     let err = source.locate().expect_err("nothing to find");
     let text = err.to_string();
-    for needle in ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "--data-dir", "ORGANICS_DATA_DIR", "download failed"] {
+    for needle in [
+        "train-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        "--data-dir",
+        "ORGANICS_DATA_DIR",
+        "download failed",
+    ] {
         assert!(text.contains(needle), "message lacks '{needle}': {text}");
     }
     // nothing that looks complete was left behind
     let leftovers: Vec<_> = walk(cache.path());
-    assert!(leftovers.iter().all(|p| !p.ends_with("train-images-idx3-ubyte")), "{leftovers:?}");
+    assert!(
+        leftovers
+            .iter()
+            .all(|p| !p.ends_with("train-images-idx3-ubyte")),
+        "{leftovers:?}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -210,5 +373,7 @@ fn cached_files_in_burn_layout_are_found() {
     let files = source.locate().expect("found in cache");
     assert!(files.train_images.starts_with(root.join("train")));
     assert!(files.test_labels.starts_with(root.join("test")));
-    assert!("fashion-mnist".parse::<DatasetName>().is_ok() && "cifar".parse::<DatasetName>().is_err());
+    assert!(
+        "fashion-mnist".parse::<DatasetName>().is_ok() && "cifar".parse::<DatasetName>().is_err()
+    );
 }

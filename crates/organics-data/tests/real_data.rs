@@ -6,17 +6,26 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use organics_data::{
-    DataSource, DatasetName, Mnist, PixelOrder, SequenceBatcher, StaticBatcher, VALID_SIZE, pixel_permutation,
+    DataSource, DatasetName, Mnist, PixelOrder, SequenceBatcher, StaticBatcher, VALID_SIZE,
+    pixel_permutation,
 };
 
 fn shared_mnist() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    assert!(dir.is_dir(), "the shared MNIST folder {} is missing: these tests need it", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the shared MNIST folder {} is missing: these tests need it",
+        dir.display()
+    );
     dir
 }
 
 fn load() -> Mnist {
-    let source = DataSource { download: false, ..DataSource::new(DatasetName::Mnist) }.with_data_dir(Some(shared_mnist()));
+    let source = DataSource {
+        download: false,
+        ..DataSource::new(DatasetName::Mnist)
+    }
+    .with_data_dir(Some(shared_mnist()));
     Mnist::load(&source).expect("shared MNIST loads")
 }
 
@@ -25,8 +34,14 @@ fn counts_classes_and_first_labels() {
     let m = load();
     assert_eq!(m.train.len(), 60_000);
     assert_eq!(m.test.len(), 10_000);
-    assert_eq!(m.train.class_counts(), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]);
-    assert_eq!(m.test.class_counts(), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    assert_eq!(
+        m.train.class_counts(),
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    );
+    assert_eq!(
+        m.test.class_counts(),
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
     assert_eq!(m.train.label(0), 5);
     assert_eq!(m.test.label(0), 7);
     // pixels are u8; some are 0 and some 255 in any real digit set
@@ -40,10 +55,15 @@ fn raw_and_gz_give_equal_data() {
     for name in organics_data::source::FILES {
         let gz = std::fs::read(shared_mnist().join(format!("{name}.gz"))).expect("read gz");
         let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).expect("gunzip");
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw)
+            .expect("gunzip");
         std::fs::write(dir.path().join(name), raw).expect("write raw");
     }
-    let source = DataSource { download: false, ..DataSource::new(DatasetName::Mnist) }.with_data_dir(Some(dir.path().into()));
+    let source = DataSource {
+        download: false,
+        ..DataSource::new(DatasetName::Mnist)
+    }
+    .with_data_dir(Some(dir.path().into()));
     let raw = Mnist::load(&source).expect("raw loads");
     let gz = load();
     for i in [0, 1, 59_999] {
@@ -58,7 +78,12 @@ fn split_sizes_disjoint_and_deterministic() {
     let m = load();
     let (train, valid) = m.train.split(VALID_SIZE, 7).expect("split");
     assert_eq!((train.len(), valid.len()), (57_000, 3_000));
-    let mut all: Vec<usize> = train.source_indices().iter().chain(valid.source_indices()).copied().collect();
+    let mut all: Vec<usize> = train
+        .source_indices()
+        .iter()
+        .chain(valid.source_indices())
+        .copied()
+        .collect();
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), 60_000, "train and valid overlap or lose images");
@@ -82,7 +107,10 @@ fn permutation_is_a_fixed_bijection() {
 }
 
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32")
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32")
 }
 
 #[test]
@@ -94,21 +122,41 @@ fn batchers_produce_the_three_views() {
     assert_eq!(stat.images.dims(), [3, 784]);
     let pixels = floats(stat.images);
     assert!(pixels.iter().all(|&p| (0.0..=1.0).contains(&p)));
-    assert!(pixels.iter().any(|&p| p == 1.0));
-    assert_eq!(stat.targets.into_data().convert::<i64>().try_into_vec::<i64>().expect("ints")[0], 7);
+    assert!(pixels.contains(&1.0));
+    assert_eq!(
+        stat.targets
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("ints")[0],
+        7
+    );
 
-    let seq = SequenceBatcher { order: PixelOrder::ScanLine }.batch(items.clone(), &device);
+    let seq = SequenceBatcher {
+        order: PixelOrder::ScanLine,
+    }
+    .batch(items.clone(), &device);
     assert_eq!(seq.inputs.dims(), [3, 784, 1]);
     assert_eq!(floats(seq.inputs), pixels);
 
     let perm = std::sync::Arc::new(pixel_permutation(3));
-    let permuted = SequenceBatcher { order: PixelOrder::Permuted(perm.clone()) }.batch(items.clone(), &device);
+    let permuted = SequenceBatcher {
+        order: PixelOrder::Permuted(perm.clone()),
+    }
+    .batch(items.clone(), &device);
     let permuted = floats(permuted.inputs);
     for s in 0..3 {
         for t in 0..784 {
-            assert_eq!(permuted[s * 784 + t], pixels[s * 784 + perm[t]], "sample {s} step {t}");
+            assert_eq!(
+                permuted[s * 784 + t],
+                pixels[s * 784 + perm[t]],
+                "sample {s} step {t}"
+            );
         }
     }
-    let rows = SequenceBatcher { order: PixelOrder::Rows }.batch(items, &device);
+    let rows = SequenceBatcher {
+        order: PixelOrder::Rows,
+    }
+    .batch(items, &device);
     assert_eq!(rows.inputs.dims(), [3, 28, 28]);
 }

@@ -19,7 +19,9 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
 
-use crate::init::{kaiming_uniform_a5, log_weights_zero_diagonal, orthogonal, to_unit_spectral_norm};
+use crate::init::{
+    kaiming_uniform_a5, log_weights_zero_diagonal, orthogonal, to_unit_spectral_norm,
+};
 use crate::time_constant::TimeConstant;
 
 /// Configuration of an [`OrganicsCell`], with the paper's defaults (spec sections 5 and 6).
@@ -190,8 +192,10 @@ impl OrganicsCell {
         let row = |t: Tensor<1>| t.unsqueeze::<2>();
         PreparedCell {
             n: self.size(),
-            w_x: Tensor::cat(vec![self.w_zx.val(), self.w_b0x.val(), self.w_b1x.val()], 0).transpose(),
-            w_y: Tensor::cat(vec![self.w_r.val(), self.w_b0y.val(), self.w_b1y.val()], 0).transpose(),
+            w_x: Tensor::cat(vec![self.w_zx.val(), self.w_b0x.val(), self.w_b1x.val()], 0)
+                .transpose(),
+            w_y: Tensor::cat(vec![self.w_r.val(), self.w_b0y.val(), self.w_b1y.val()], 0)
+                .transpose(),
             w_a: Tensor::cat(vec![self.w_b0a.val(), self.w_b1a.val()], 0).transpose(),
             w_norm_t: self.normalization_weights().transpose(),
             r_y: row(self.tau_y.ratio()),
@@ -206,6 +210,18 @@ impl OrganicsCell {
     /// One Euler step from `state` with input `x` (`[batch, n_in]`).
     ///
     /// For many steps, [`prepare`](Self::prepare) once and call [`PreparedCell::step`].
+    ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use organics_model::{OrganicsCellConfig, OrganicsState};
+    ///
+    /// let device = Device::flex();
+    /// let cell = OrganicsCellConfig::new(2, 8).init(&device);
+    /// let s = |v: f32| Tensor::<2>::full([3, 8], v, &device);
+    /// let state = OrganicsState { y: s(0.1), a: s(0.5), b0: s(1.0), b1: s(0.5) };
+    /// let next = cell.step(Tensor::ones([3, 2], &device), state);
+    /// assert_eq!(next.a.dims(), [3, 8]);
+    /// ```
     pub fn step(&self, x: Tensor<2>, state: OrganicsState) -> OrganicsState {
         self.prepare().step(x, state)
     }
@@ -222,7 +238,11 @@ impl PreparedCell {
 
         let z = activation::relu(from_x.clone().slice(s![.., 0..n]));
         let recurrent = from_y.clone().slice(s![.., 0..n]);
-        let recurrent = if self.rectified { activation::relu(recurrent) } else { recurrent };
+        let recurrent = if self.rectified {
+            activation::relu(recurrent)
+        } else {
+            recurrent
+        };
         let gain0 = activation::sigmoid(
             from_x.clone().slice(s![.., n..2 * n])
                 + from_y.clone().slice(s![.., n..2 * n])
@@ -237,7 +257,11 @@ impl PreparedCell {
         let a_pos = activation::relu(a.clone());
         let gate = a_pos.clone().sqrt().neg() + 1.0;
         let dy = b1.clone() * z + gate * recurrent - y.clone();
-        let y_sq = if self.rectified { activation::relu(y.clone()).square() } else { y.clone().square() };
+        let y_sq = if self.rectified {
+            activation::relu(y.clone()).square()
+        } else {
+            y.clone().square()
+        };
         let pooled = (y_sq * a_pos).matmul(self.w_norm_t.clone());
         let da = b0.clone().square() * self.sigma_sq + pooled - a.clone();
 

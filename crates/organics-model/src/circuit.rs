@@ -50,9 +50,7 @@ pub struct CircuitState {
 impl CircuitState {
     /// The largest absolute difference between two states.
     pub fn max_abs_diff(&self, other: &CircuitState) -> f64 {
-        (&self.y - &other.y)
-            .amax()
-            .max((&self.a - &other.a).amax())
+        (&self.y - &other.y).amax().max((&self.a - &other.a).amax())
     }
 }
 
@@ -79,7 +77,9 @@ impl Circuit {
 
     /// `a_0 = σ² ⊙ b0²`, the constant drive of the modulators.
     fn modulator_drive(&self) -> DVector<f64> {
-        self.sigma.component_mul(&self.sigma).component_mul(&self.b0.component_mul(&self.b0))
+        self.sigma
+            .component_mul(&self.sigma)
+            .component_mul(&self.b0.component_mul(&self.b0))
     }
 
     /// The time derivatives `(dy/dt, da/dt)` at a state.
@@ -109,12 +109,20 @@ impl Circuit {
         for step in 0..max_steps {
             let d = self.drift(&state);
             if d.y.amax().max(d.a.amax()) < tol {
-                return Simulation { state, steps: step, converged: true };
+                return Simulation {
+                    state,
+                    steps: step,
+                    converged: true,
+                };
             }
             state.y += d.y * dt;
             state.a += d.a * dt;
         }
-        Simulation { state, steps: max_steps, converged: false }
+        Simulation {
+            state,
+            steps: max_steps,
+            converged: false,
+        }
     }
 
     /// The closed-form fixed point for `W_r = I` (paper Section 3):
@@ -147,7 +155,10 @@ impl Circuit {
                     system[(i, j)] -= gate[i] * self.w_r[(i, j)];
                 }
             }
-            let y = system.lu().solve(&drive).ok_or(ModelError::SingularSystem)?;
+            let y = system
+                .lu()
+                .solve(&drive)
+                .ok_or(ModelError::SingularSystem)?;
             a = &base + &self.w * a.component_mul(&y.component_mul(&y));
             out.push(CircuitState { y, a: a.clone() });
         }
@@ -212,7 +223,17 @@ impl Circuit {
         let tau_a = uniform(rng, 0.5, 2.0);
         let direction = DVector::from_fn(n, |_, _| rng.normal());
         let z = &direction * (rng.uniform_open() / direction.norm());
-        Circuit { w_r, w, sigma, b0, b1, tau_y, tau_a, z, rectified: false }
+        Circuit {
+            w_r,
+            w,
+            sigma,
+            b0,
+            b1,
+            tau_y,
+            tau_a,
+            z,
+            rectified: false,
+        }
     }
 }
 
@@ -283,9 +304,17 @@ mod tests {
                 }
                 let (dp, dm) = (c.drift(&plus), c.drift(&minus));
                 for i in 0..2 * n {
-                    let (p, m) = if i < n { (dp.y[i], dm.y[i]) } else { (dp.a[i - n], dm.a[i - n]) };
+                    let (p, m) = if i < n {
+                        (dp.y[i], dm.y[i])
+                    } else {
+                        (dp.a[i - n], dm.a[i - n])
+                    };
                     let fd = (p - m) / (2.0 * h);
-                    assert!((fd - j[(i, k)]).abs() < 1e-6 * (1.0 + fd.abs()), "J[{i},{k}]: fd {fd} vs {}", j[(i, k)]);
+                    assert!(
+                        (fd - j[(i, k)]).abs() < 1e-6 * (1.0 + fd.abs()),
+                        "J[{i},{k}]: fd {fd} vs {}",
+                        j[(i, k)]
+                    );
                 }
             }
         }

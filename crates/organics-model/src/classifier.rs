@@ -108,7 +108,11 @@ impl StaticClassifierConfig {
         let mut widths = vec![self.input];
         widths.extend(&self.encoder);
         let encoder = widths.windows(2).map(|w| linear(w[0], w[1])).collect();
-        let decoder = widths.windows(2).rev().map(|w| linear(w[1], w[0])).collect();
+        let decoder = widths
+            .windows(2)
+            .rev()
+            .map(|w| linear(w[1], w[0]))
+            .collect();
         let code = *widths.last().unwrap_or(&self.input);
         let mut sizes = vec![code];
         sizes.extend(&self.layers);
@@ -122,7 +126,12 @@ impl StaticClassifierConfig {
             })
             .collect();
         let last = *sizes.last().unwrap_or(&code);
-        StaticClassifier { encoder, decoder, layers, readout: linear(last, self.num_classes) }
+        StaticClassifier {
+            encoder,
+            decoder,
+            layers,
+            readout: linear(last, self.num_classes),
+        }
     }
 }
 
@@ -130,7 +139,11 @@ impl StaticClassifierConfig {
 fn mlp_sigmoid_out(layers: &[Linear], mut x: Tensor<2>) -> Tensor<2> {
     for (i, layer) in layers.iter().enumerate() {
         x = layer.forward(x);
-        x = if i + 1 == layers.len() { activation::sigmoid(x) } else { activation::relu(x) };
+        x = if i + 1 == layers.len() {
+            activation::sigmoid(x)
+        } else {
+            activation::relu(x)
+        };
     }
     x
 }
@@ -161,6 +174,9 @@ impl StaticClassifier {
         for layer in &self.layers {
             h = layer.forward(h);
         }
-        StaticOutput { logits: self.readout.forward(h), reconstruction }
+        StaticOutput {
+            logits: self.readout.forward(h),
+            reconstruction,
+        }
     }
 }

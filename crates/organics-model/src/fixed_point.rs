@@ -86,7 +86,11 @@ impl FixedPointLayerConfig {
         let log_w = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 0.0), device);
         FixedPointLayer {
             w_zx: Param::from_tensor(kaiming_uniform_a5(n, m, device)),
-            w_bx: Param::from_tensor(Tensor::random([n, m], Distribution::Normal(0.0, 1.0), device)),
+            w_bx: Param::from_tensor(Tensor::random(
+                [n, m],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            )),
             beta0: Param::from_tensor(Tensor::zeros([n], device)),
             log_w: Param::from_tensor(log_weights_zero_diagonal(log_w)),
             w_r_raw: self
@@ -127,7 +131,12 @@ impl FixedPointLayer {
     fn drive(&self, input: Tensor<2>) -> Drive {
         let projected = input.clone().matmul(self.w_zx.val().transpose());
         // The clamp only guards an all-zero projection, which would otherwise give 0/0.
-        let norm = projected.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        let norm = projected
+            .clone()
+            .square()
+            .sum_dim(1)
+            .sqrt()
+            .clamp_min(1e-12);
         let z = projected / norm;
         let b1 = activation::sigmoid(input.matmul(self.w_bx.val().transpose()));
         let b0 = activation::sigmoid(self.beta0.val()).unsqueeze::<2>();
@@ -172,6 +181,16 @@ impl FixedPointLayer {
 
     /// Firing rates `⌊y_s⌋²` of the fixed point, `[batch, n]`.
     ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use organics_model::FixedPointLayerConfig;
+    ///
+    /// let device = Device::flex();
+    /// let layer = FixedPointLayerConfig::new(10, 6).init(&device); // learned W_r, Algorithm 1
+    /// let rates = layer.forward(Tensor::ones([2, 10], &device));
+    /// assert_eq!(rates.dims(), [2, 6]);
+    /// ```
+    ///
     /// A singular linear system in Algorithm 1 (or a failed read-back of a tensor) gives
     /// NaN rates rather than a panic, so a training loop's non-finite-loss guard reports
     /// it; use [`try_fixed_point`](Self::try_fixed_point) to get the error itself.
@@ -190,9 +209,16 @@ impl FixedPointLayer {
         let [batch, _] = input.dims();
         let n = self.size();
         let projected = input.clone().matmul(self.w_zx.val().transpose());
-        let norm = projected.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        let norm = projected
+            .clone()
+            .square()
+            .sum_dim(1)
+            .sqrt()
+            .clamp_min(1e-12);
         let z = to_f64(projected / norm)?;
-        let b1 = to_f64(activation::sigmoid(input.matmul(self.w_bx.val().transpose())))?;
+        let b1 = to_f64(activation::sigmoid(
+            input.matmul(self.w_bx.val().transpose()),
+        ))?;
         let b0 = DVector::from_vec(to_f64(activation::sigmoid(self.beta0.val()))?);
         let w = to_matrix(self.log_w.val().exp())?;
         let w_r = match self.recurrence() {
@@ -216,6 +242,16 @@ impl FixedPointLayer {
 
     /// For each sample, the largest real part of the Jacobian's eigenvalues at the layer's
     /// fixed point (negative: stable).
+    ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use organics_model::FixedPointLayerConfig;
+    ///
+    /// let device = Device::flex();
+    /// let layer = FixedPointLayerConfig::new(10, 6).with_learn_recurrence(false).init(&device);
+    /// let leading = layer.max_real_eigenvalues(Tensor::ones([3, 10], &device)).unwrap();
+    /// assert!(leading.iter().all(|&re| re < 0.0)); // W_r = I: always stable (Theorem 4.1)
+    /// ```
     pub fn max_real_eigenvalues(&self, input: Tensor<2>) -> Result<Vec<f64>, ModelError> {
         let fp = self.try_fixed_point(input.clone())?;
         let n = self.size();

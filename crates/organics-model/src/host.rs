@@ -21,7 +21,11 @@ pub(crate) fn to_matrix(tensor: Tensor<2>) -> Result<DMatrix<f64>, ModelError> {
 }
 
 /// Row-major `f64` values as a tensor on `device`.
-pub(crate) fn from_f64<const D: usize>(values: &[f64], shape: [usize; D], device: &Device) -> Tensor<D> {
+pub(crate) fn from_f64<const D: usize>(
+    values: &[f64],
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
     let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
     Tensor::from_data(TensorData::new(values, shape), device)
 }

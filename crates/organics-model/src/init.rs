@@ -1,14 +1,18 @@
 //! Initialisations of the paper (spec sections 6 and 7).
 
+use crate::host::{from_matrix, to_matrix};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use crate::host::{from_matrix, to_matrix};
 
 /// Kaiming-uniform with `a = √5` (PyTorch's `nn.Linear` default):
 /// `U(−1/√fan_in, 1/√fan_in)` for a `[fan_out, fan_in]` weight.
 pub(crate) fn kaiming_uniform_a5(fan_out: usize, fan_in: usize, device: &Device) -> Tensor<2> {
     let bound = 1.0 / (fan_in as f64).sqrt();
-    Tensor::random([fan_out, fan_in], Distribution::Uniform(-bound, bound), device)
+    Tensor::random(
+        [fan_out, fan_in],
+        Distribution::Uniform(-bound, bound),
+        device,
+    )
 }
 
 /// Divides a matrix by its largest singular value (spectral norm 1).

@@ -15,6 +15,18 @@
 //!
 //! The crate depends on `burn` without any backend feature: pick the backend in your own
 //! crate and pass its `Device`.
+//!
+//! ```
+//! use burn::prelude::*;
+//! use organics_model::prelude::*;
+//!
+//! let device = Device::flex();
+//! // A circuit of 32 neurons reading one input per time step.
+//! let rnn = OrganicsRnnConfig::new(OrganicsCellConfig::new(1, 32)).init(&device);
+//! let input = Tensor::<3>::zeros([4, 100, 1], &device); // [batch, seq, n_in]
+//! let state = rnn.forward(input);
+//! assert_eq!(state.y.dims(), [4, 32]);
+//! ```
 
 pub mod cell;
 pub mod circuit;
@@ -36,10 +48,10 @@ pub use classifier::{
 };
 pub use error::ModelError;
 pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig};
-pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
-pub use time_constant::TimeConstant;
 /// The linear algebra crate of the host-side tools, re-exported so users need no own copy.
 pub use nalgebra;
+pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
+pub use time_constant::TimeConstant;
 
 /// The items most users need.
 pub mod prelude {

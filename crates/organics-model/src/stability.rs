@@ -43,6 +43,15 @@ pub fn leading_eigenvalue(m: &DMatrix<f64>) -> Result<Eigenvalue, ModelError> {
 
 /// The largest real part of the Jacobian's eigenvalues of `circuit` at `state`: negative
 /// means the state, if it is a fixed point, is locally asymptotically stable.
+///
+/// ```
+/// use organics_model::{Circuit, SplitMix64, stability::max_real_eigenvalue};
+///
+/// let mut rng = SplitMix64::new(1);
+/// let circuit = Circuit::random(10, None, &mut rng); // W_r = I
+/// let fixed_point = circuit.closed_form_fixed_point();
+/// assert!(max_real_eigenvalue(&circuit, &fixed_point).unwrap() < 0.0);
+/// ```
 pub fn max_real_eigenvalue(circuit: &Circuit, state: &CircuitState) -> Result<f64, ModelError> {
     Ok(leading_eigenvalue(&circuit.jacobian(state))?.re)
 }

@@ -26,7 +26,11 @@ impl TimeConstant {
         } else {
             Param::from_tensor(Tensor::ones([n], device)).set_require_grad(false)
         };
-        Self { theta, r_max, learned }
+        Self {
+            theta,
+            r_max,
+            learned,
+        }
     }
 
     /// `r = r_max · sigmoid(θ)`, shape `[n]`.
@@ -36,6 +40,10 @@ impl TimeConstant {
 
     /// Number of parameters that are not trained (`n` when fixed, else 0).
     pub fn num_fixed_params(&self) -> usize {
-        if self.learned { 0 } else { self.theta.lazy_shape().num_elements() }
+        if self.learned {
+            0
+        } else {
+            self.theta.lazy_shape().num_elements()
+        }
     }
 }

@@ -8,7 +8,10 @@ use burn::tensor::{DeviceKind, Distribution};
 use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierConfig};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
 }
 
 fn wgpu_device() -> Option<Device> {
@@ -23,7 +26,11 @@ fn wgpu_device() -> Option<Device> {
 
 fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert_eq!(a.len(), b.len());
-    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(worst <= tol, "{what}: largest difference {worst} > {tol}");
 }
 
@@ -34,7 +41,9 @@ fn forward_agrees_across_backends() {
     reference.seed(3);
     let seq = SeqClassifierConfig::new(OrganicsCellConfig::new(1, 16)).init(&reference);
     let x = Tensor::<3>::random([4, 50, 1], Distribution::Uniform(0.0, 1.0), &reference);
-    let stat = StaticClassifierConfig::new().with_layers(vec![12, 8]).init(&reference);
+    let stat = StaticClassifierConfig::new()
+        .with_layers(vec![12, 8])
+        .init(&reference);
     let img = Tensor::<2>::random([4, 784], Distribution::Uniform(0.0, 1.0), &reference);
     let want_seq = values(seq.forward(x.clone()));
     let want_static = values(stat.forward(img.clone()).logits);
@@ -42,12 +51,33 @@ fn forward_agrees_across_backends() {
     let mut devices = vec![("flex", Device::flex())];
     match wgpu_device() {
         Some(d) => devices.push(("wgpu", d)),
-        None => eprintln!("SKIPPED wgpu half: no wgpu adapter on this machine (install mesa-vulkan-drivers)"),
+        None => eprintln!(
+            "SKIPPED wgpu half: no wgpu adapter on this machine (install mesa-vulkan-drivers)"
+        ),
     }
     for (name, device) in devices {
-        let got_seq = values(seq.clone().to_device(&device).forward(x.clone().to_device(&device)));
-        assert_close(&want_seq, &got_seq, 1e-4, &format!("sequence model on {name}"));
-        let got_static = values(stat.clone().to_device(&device).forward(img.clone().to_device(&device)).logits);
-        assert_close(&want_static, &got_static, 1e-4, &format!("static model on {name}"));
+        let got_seq = values(
+            seq.clone()
+                .to_device(&device)
+                .forward(x.clone().to_device(&device)),
+        );
+        assert_close(
+            &want_seq,
+            &got_seq,
+            1e-4,
+            &format!("sequence model on {name}"),
+        );
+        let got_static = values(
+            stat.clone()
+                .to_device(&device)
+                .forward(img.clone().to_device(&device))
+                .logits,
+        );
+        assert_close(
+            &want_static,
+            &got_static,
+            1e-4,
+            &format!("static model on {name}"),
+        );
     }
 }

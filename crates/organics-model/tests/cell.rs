@@ -6,7 +6,13 @@ use burn::tensor::{Distribution, Gradients};
 use organics_model::{OrganicsCellConfig, OrganicsState, SeqClassifier, SeqClassifierConfig};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data").into_iter().map(f64::from).collect()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 /// Counts the parameters whose tensors require a gradient (exact on an autodiff device).
@@ -28,10 +34,15 @@ fn parameter_counts_match_the_paper() {
         assert_eq!(6 * n * n + 17 * n + 10, expected);
         let mut counter = TrainableCounter(0);
         model.visit(&mut counter);
-        assert_eq!(counter.0, expected, "parameters requiring a gradient, n = {n}");
+        assert_eq!(
+            counter.0, expected,
+            "parameters requiring a gradient, n = {n}"
+        );
     }
     // fixed time constants: θ is stored but not trained
-    let fixed = SeqClassifierConfig::new(OrganicsCellConfig::new(1, 64).with_learn_time_constants(false)).init(&device);
+    let fixed =
+        SeqClassifierConfig::new(OrganicsCellConfig::new(1, 64).with_learn_time_constants(false))
+            .init(&device);
     assert_eq!(fixed.num_trainable_params(), 25_674 - 4 * 64);
     let mut counter = TrainableCounter(0);
     fixed.visit(&mut counter);
@@ -55,7 +66,8 @@ impl ModuleVisitor for FiniteGrads<'_> {
                 let v = values(g);
                 self.checked += v.len();
                 if v.iter().any(|x| !x.is_finite()) {
-                    self.bad.push(format!("{:?} has a non-finite gradient", param.id));
+                    self.bad
+                        .push(format!("{:?} has a non-finite gradient", param.id));
                 }
             }
             None => self.bad.push(format!("{:?} has no gradient", param.id)),
@@ -69,12 +81,21 @@ fn full_length_backward_gives_finite_gradients_without_clipping() {
     device.seed(5);
     let model = SeqClassifierConfig::new(OrganicsCellConfig::new(1, 64)).init(&device);
     let x = Tensor::<3>::random([8, 784, 1], Distribution::Uniform(0.0, 1.0), &device);
-    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3, 4, 5, 6, 7], [8]), &device);
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new(vec![0i64, 1, 2, 3, 4, 5, 6, 7], [8]),
+        &device,
+    );
     let logits = model.forward(x);
-    let loss = burn::nn::loss::CrossEntropyLossConfig::new().init(&device).forward(logits, targets);
+    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits, targets);
     assert!(values(loss.clone().unsqueeze::<2>())[0].is_finite());
     let grads = loss.backward();
-    let mut check = FiniteGrads { grads: &grads, checked: 0, bad: vec![] };
+    let mut check = FiniteGrads {
+        grads: &grads,
+        checked: 0,
+        bad: vec![],
+    };
     model.visit(&mut check);
     assert!(check.bad.is_empty(), "{:?}", check.bad);
     assert_eq!(check.checked, model.num_trainable_params());
@@ -106,8 +127,12 @@ fn one_step_matches_the_equations() {
     device.seed(9);
     let (n, n_in, batch) = (6, 2, 3);
     for rectified in [true, false] {
-        let cell = OrganicsCellConfig::new(n_in, n).with_rectified(rectified).init(&device);
-        let rand = |shape: [usize; 2], lo: f64, hi: f64| Tensor::<2>::random(shape, Distribution::Uniform(lo, hi), &device);
+        let cell = OrganicsCellConfig::new(n_in, n)
+            .with_rectified(rectified)
+            .init(&device);
+        let rand = |shape: [usize; 2], lo: f64, hi: f64| {
+            Tensor::<2>::random(shape, Distribution::Uniform(lo, hi), &device)
+        };
         let state = OrganicsState {
             y: rand([batch, n], -1.0, 1.0),
             a: rand([batch, n], -0.2, 1.0),
@@ -119,39 +144,87 @@ fn one_step_matches_the_equations() {
 
         let m = |p: &Param<Tensor<2>>| values(p.val());
         let (wzx, wr, wb0x, wb0y, wb0a, wb1x, wb1y, wb1a) = (
-            m(&cell.w_zx), m(&cell.w_r), m(&cell.w_b0x), m(&cell.w_b0y), m(&cell.w_b0a),
-            m(&cell.w_b1x), m(&cell.w_b1y), m(&cell.w_b1a),
+            m(&cell.w_zx),
+            m(&cell.w_r),
+            m(&cell.w_b0x),
+            m(&cell.w_b0y),
+            m(&cell.w_b0a),
+            m(&cell.w_b1x),
+            m(&cell.w_b1y),
+            m(&cell.w_b1a),
         );
         let l = m(&cell.log_w);
         let r = |t: &organics_model::TimeConstant| values(t.ratio().unsqueeze::<2>());
-        let (ry, ra, rb0, rb1) = (r(&cell.tau_y), r(&cell.tau_a), r(&cell.tau_b0), r(&cell.tau_b1));
-        let (y, a, b0, b1, xs) = (values(state.y), values(state.a), values(state.b0), values(state.b1), values(x));
-        let (ny, na, nb0, nb1) = (values(next.y), values(next.a), values(next.b0), values(next.b1));
+        let (ry, ra, rb0, rb1) = (
+            r(&cell.tau_y),
+            r(&cell.tau_a),
+            r(&cell.tau_b0),
+            r(&cell.tau_b1),
+        );
+        let (y, a, b0, b1, xs) = (
+            values(state.y),
+            values(state.a),
+            values(state.b0),
+            values(state.b1),
+            values(x),
+        );
+        let (ny, na, nb0, nb1) = (
+            values(next.y),
+            values(next.a),
+            values(next.b0),
+            values(next.b1),
+        );
         let relu = |v: f64| v.max(0.0);
         let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
-        let dot = |w: &[f64], row: usize, cols: usize, v: &[f64]| -> f64 { (0..cols).map(|j| w[row * cols + j] * v[j]).sum() };
+        let dot = |w: &[f64], row: usize, cols: usize, v: &[f64]| -> f64 {
+            (0..cols).map(|j| w[row * cols + j] * v[j]).sum()
+        };
         for s in 0..batch {
-            let (ys, as_, xs_) = (&y[s * n..(s + 1) * n], &a[s * n..(s + 1) * n], &xs[s * n_in..(s + 1) * n_in]);
+            let (ys, as_, xs_) = (
+                &y[s * n..(s + 1) * n],
+                &a[s * n..(s + 1) * n],
+                &xs[s * n_in..(s + 1) * n_in],
+            );
             for i in 0..n {
                 let k = s * n + i;
                 let z = relu(dot(&wzx, i, n_in, xs_));
                 let rec = dot(&wr, i, n, ys);
                 let rec = if rectified { relu(rec) } else { rec };
-                let wrow = |j: usize| if i == j { 1.0 } else { l[i * n + j].exp().clamp(0.0, 1.0) };
+                let wrow = |j: usize| {
+                    if i == j {
+                        1.0
+                    } else {
+                        l[i * n + j].exp().clamp(0.0, 1.0)
+                    }
+                };
                 let pooled: f64 = (0..n)
                     .map(|j| {
-                        let yj = if rectified { relu(ys[j]).powi(2) } else { ys[j].powi(2) };
+                        let yj = if rectified {
+                            relu(ys[j]).powi(2)
+                        } else {
+                            ys[j].powi(2)
+                        };
                         wrow(j) * yj * relu(as_[j])
                     })
                     .sum();
-                let g0 = sig(dot(&wb0x, i, n_in, xs_) + dot(&wb0y, i, n, ys) + dot(&wb0a, i, n, as_));
-                let g1 = sig(dot(&wb1x, i, n_in, xs_) + dot(&wb1y, i, n, ys) + dot(&wb1a, i, n, as_));
+                let g0 =
+                    sig(dot(&wb0x, i, n_in, xs_) + dot(&wb0y, i, n, ys) + dot(&wb0a, i, n, as_));
+                let g1 =
+                    sig(dot(&wb1x, i, n_in, xs_) + dot(&wb1y, i, n, ys) + dot(&wb1a, i, n, as_));
                 let ey = y[k] + ry[i] * (-y[k] + b1[k] * z + (1.0 - relu(a[k]).sqrt()) * rec);
                 let ea = a[k] + ra[i] * (-a[k] + b0[k] * b0[k] + pooled);
                 let eb0 = b0[k] + rb0[i] * (g0 - b0[k]);
                 let eb1 = b1[k] + rb1[i] * (g1 - b1[k]);
-                for (name, got, want) in [("y", ny[k], ey), ("a", na[k], ea), ("b0", nb0[k], eb0), ("b1", nb1[k], eb1)] {
-                    assert!((got - want).abs() < 1e-5, "rectified={rectified} {name}[{s},{i}]: {got} vs {want}");
+                for (name, got, want) in [
+                    ("y", ny[k], ey),
+                    ("a", na[k], ea),
+                    ("b0", nb0[k], eb0),
+                    ("b1", nb1[k], eb1),
+                ] {
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "rectified={rectified} {name}[{s},{i}]: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -161,14 +234,21 @@ fn one_step_matches_the_equations() {
 #[test]
 fn initial_state_and_time_constants_follow_the_spec() {
     let device = Device::flex();
-    let model: SeqClassifier = SeqClassifierConfig::new(OrganicsCellConfig::new(1, 32)).init(&device);
+    let model: SeqClassifier =
+        SeqClassifierConfig::new(OrganicsCellConfig::new(1, 32)).init(&device);
     let y0 = values(model.rnn.y0.val().unsqueeze::<2>());
     let norm: f64 = y0.iter().map(|v| v * v).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5 && y0.iter().all(|&v| v >= 0.0));
-    assert!(values(model.rnn.b0_0.val().unsqueeze::<2>()).iter().all(|&v| v == 1.0));
+    assert!(
+        values(model.rnn.b0_0.val().unsqueeze::<2>())
+            .iter()
+            .all(|&v| v == 1.0)
+    );
     let ry = values(model.rnn.cell.tau_y.ratio().unsqueeze::<2>());
     assert!(ry.iter().all(|&r| r > 0.0 && r < 0.02));
-    let fixed = OrganicsCellConfig::new(1, 4).with_learn_time_constants(false).init(&device);
+    let fixed = OrganicsCellConfig::new(1, 4)
+        .with_learn_time_constants(false)
+        .init(&device);
     let ra = values(fixed.tau_a.ratio().unsqueeze::<2>());
     let expected = 0.005 / (1.0 + (-1.0f64).exp());
     assert!(ra.iter().all(|&r| (r - expected).abs() < 1e-8));
@@ -181,7 +261,12 @@ fn rejects_a_wrong_input_shape() {
     let bad = Tensor::<3>::zeros([2, 5, 3], &device);
     let err = model.rnn.check_input(&bad).expect_err("n_in 3 is not 1");
     assert!(err.to_string().contains("[2, 5, 3]"), "{err}");
-    assert!(model.rnn.check_input(&Tensor::<3>::zeros([2, 5, 1], &device)).is_ok());
+    assert!(
+        model
+            .rnn
+            .check_input(&Tensor::<3>::zeros([2, 5, 1], &device))
+            .is_ok()
+    );
 }
 
 #[test]

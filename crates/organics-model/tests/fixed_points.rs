@@ -12,14 +12,27 @@ const DT: f64 = 0.01;
 
 fn simulate_from_rest(c: &Circuit) -> CircuitState {
     let n = c.size();
-    let start = CircuitState { y: DVector::zeros(n), a: DVector::zeros(n) };
+    let start = CircuitState {
+        y: DVector::zeros(n),
+        a: DVector::zeros(n),
+    };
     let sim = c.simulate(start, DT, 1e-11, 2_000_000);
-    assert!(sim.converged, "simulation did not settle in {} steps", sim.steps);
+    assert!(
+        sim.converged,
+        "simulation did not settle in {} steps",
+        sim.steps
+    );
     sim.state
 }
 
 fn values(t: Tensor<2>) -> Vec<f64> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data").into_iter().map(f64::from).collect()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 #[test]
@@ -30,15 +43,24 @@ fn identity_recurrence_closed_form_equals_long_simulation_and_normalizes() {
         let closed = c.closed_form_fixed_point();
         let simulated = simulate_from_rest(&c);
         let err = closed.max_abs_diff(&simulated);
-        assert!(err < 1e-6, "trial {trial}: closed form vs simulation differ by {err}");
+        assert!(
+            err < 1e-6,
+            "trial {trial}: closed form vs simulation differ by {err}"
+        );
         // firing rates: ⌊y⌋² = ⌊b1 z⌋² / (σ² b0² + W (b1 z)²)
         let drive = c.b1.component_mul(&c.z);
-        let denom = c.sigma.component_mul(&c.sigma).component_mul(&c.b0.component_mul(&c.b0))
+        let denom = c
+            .sigma
+            .component_mul(&c.sigma)
+            .component_mul(&c.b0.component_mul(&c.b0))
             + &c.w * drive.component_mul(&drive);
         for i in 0..c.size() {
             let rate = simulated.y[i].max(0.0).powi(2);
             let normalized = drive[i].max(0.0).powi(2) / denom[i];
-            assert!((rate - normalized).abs() < 1e-4, "trial {trial} neuron {i}: {rate} vs {normalized}");
+            assert!(
+                (rate - normalized).abs() < 1e-4,
+                "trial {trial} neuron {i}: {rate} vs {normalized}"
+            );
         }
     }
 }
@@ -56,7 +78,10 @@ fn algorithm1_converges_to_long_simulation() {
             good += 1;
         }
     }
-    assert!(good >= 99, "Algorithm 1 reached 1e-3 in only {good} of {trials} circuits");
+    assert!(
+        good >= 99,
+        "Algorithm 1 reached 1e-3 in only {good} of {trials} circuits"
+    );
 }
 
 #[test]
@@ -82,7 +107,10 @@ fn an_unstable_point_is_detected() {
     c.b0.fill(0.1);
     c.sigma.fill(0.1);
     let n = c.size();
-    let state = CircuitState { y: DVector::zeros(n), a: DVector::from_element(n, 1e-4) };
+    let state = CircuitState {
+        y: DVector::zeros(n),
+        a: DVector::from_element(n, 1e-4),
+    };
     assert!(max_real_eigenvalue(&c, &state).expect("eigenvalues") > 0.0);
 }
 
@@ -94,21 +122,34 @@ fn random_input(batch: usize, m: usize, device: &Device) -> Tensor<2> {
 fn burn_layer_identity_matches_host_closed_form_and_simulation() {
     let device = Device::flex();
     device.seed(1);
-    let layer = FixedPointLayerConfig::new(12, 10).with_learn_recurrence(false).init(&device);
+    let layer = FixedPointLayerConfig::new(12, 10)
+        .with_learn_recurrence(false)
+        .init(&device);
     let u = random_input(5, 12, &device);
     let fp = layer.try_fixed_point(u.clone()).expect("fixed point");
     let (y, a) = (values(fp.y), values(fp.a));
     for (i, c) in layer.circuits(u).expect("circuits").iter().enumerate() {
         let sim = simulate_from_rest(c);
         for k in 0..10 {
-            assert!((y[i * 10 + k] - sim.y[k]).abs() < 1e-4, "y mismatch sample {i}");
-            assert!((a[i * 10 + k] - sim.a[k]).abs() < 1e-4, "a mismatch sample {i}");
+            assert!(
+                (y[i * 10 + k] - sim.y[k]).abs() < 1e-4,
+                "y mismatch sample {i}"
+            );
+            assert!(
+                (a[i * 10 + k] - sim.a[k]).abs() < 1e-4,
+                "a mismatch sample {i}"
+            );
         }
     }
 }
 
-fn with_random_recurrence(mut layer: FixedPointLayer, n: usize, device: &Device) -> FixedPointLayer {
-    let v = Tensor::<2>::eye(n, device) + Tensor::random([n, n], Distribution::Normal(0.0, 0.3), device);
+fn with_random_recurrence(
+    mut layer: FixedPointLayer,
+    n: usize,
+    device: &Device,
+) -> FixedPointLayer {
+    let v = Tensor::<2>::eye(n, device)
+        + Tensor::random([n, n], Distribution::Normal(0.0, 0.3), device);
     layer.w_r_raw = Some(Param::from_tensor(v));
     layer
 }
@@ -117,22 +158,48 @@ fn with_random_recurrence(mut layer: FixedPointLayer, n: usize, device: &Device)
 fn burn_layer_algorithm1_matches_host_and_simulation() {
     let device = Device::flex();
     device.seed(2);
-    let layer = with_random_recurrence(FixedPointLayerConfig::new(8, 10).init(&device), 10, &device);
+    let layer =
+        with_random_recurrence(FixedPointLayerConfig::new(8, 10).init(&device), 10, &device);
     let w_r = layer.recurrence().expect("learned").expect("svd");
-    let top = w_r.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("data");
-    let host = organics_model::nalgebra::DMatrix::from_row_slice(10, 10, &top.iter().map(|&v| v as f64).collect::<Vec<_>>());
-    assert!((host.singular_values().max() - 1.0).abs() < 1e-5, "W_r not at spectral norm 1");
+    let top = w_r
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("data");
+    let host = organics_model::nalgebra::DMatrix::from_row_slice(
+        10,
+        10,
+        &top.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+    );
+    assert!(
+        (host.singular_values().max() - 1.0).abs() < 1e-5,
+        "W_r not at spectral norm 1"
+    );
 
     let u = random_input(6, 8, &device);
     let fp = layer.try_fixed_point(u.clone()).expect("fixed point");
     let (y, a) = (values(fp.y), values(fp.a));
     for (i, c) in layer.circuits(u).expect("circuits").iter().enumerate() {
-        let host_fp = c.algorithm1(10).expect("non-singular").pop().expect("10 iterates");
+        let host_fp = c
+            .algorithm1(10)
+            .expect("non-singular")
+            .pop()
+            .expect("10 iterates");
         let sim = simulate_from_rest(c);
         for k in 0..10 {
-            assert!((y[i * 10 + k] - host_fp.y[k]).abs() < 1e-4, "y vs host Algorithm 1, sample {i}");
-            assert!((a[i * 10 + k] - host_fp.a[k]).abs() < 1e-4, "a vs host Algorithm 1, sample {i}");
-            assert!((y[i * 10 + k] - sim.y[k]).abs() < 1e-3, "y vs simulation, sample {i}");
+            assert!(
+                (y[i * 10 + k] - host_fp.y[k]).abs() < 1e-4,
+                "y vs host Algorithm 1, sample {i}"
+            );
+            assert!(
+                (a[i * 10 + k] - host_fp.a[k]).abs() < 1e-4,
+                "a vs host Algorithm 1, sample {i}"
+            );
+            assert!(
+                (y[i * 10 + k] - sim.y[k]).abs() < 1e-3,
+                "y vs simulation, sample {i}"
+            );
         }
     }
 }
@@ -151,7 +218,10 @@ const N: usize = 5;
 const M: usize = 4;
 
 fn tensor<const D: usize>(v: &[f64], shape: [usize; D], device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), shape), device)
+    Tensor::from_data(
+        TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), shape),
+        device,
+    )
 }
 
 fn build(p: &Params, device: &Device) -> FixedPointLayer {
@@ -213,15 +283,32 @@ fn fixed_point_layer_gradients_match_finite_differences() {
     let analytic = [
         ("w_zx", grad_of(layer.w_zx.val())),
         ("w_bx", grad_of(layer.w_bx.val())),
-        ("beta0", values(layer.beta0.val().grad(&grads).expect("gradient").unsqueeze())),
+        (
+            "beta0",
+            values(
+                layer
+                    .beta0
+                    .val()
+                    .grad(&grads)
+                    .expect("gradient")
+                    .unsqueeze(),
+            ),
+        ),
         ("log_w", grad_of(layer.log_w.val())),
-        ("w_r_raw", grad_of(layer.w_r_raw.as_ref().expect("learned").val())),
+        (
+            "w_r_raw",
+            grad_of(layer.w_r_raw.as_ref().expect("learned").val()),
+        ),
         ("input", grad_of(u)),
     ];
 
     let plain = Device::flex();
     let eval = |p: &Params, u: &[f64]| -> f64 {
-        let l = loss(&build(p, &plain), tensor(u, [3, M], &plain), tensor(&weights_host, [3, N], &plain));
+        let l = loss(
+            &build(p, &plain),
+            tensor(u, [3, M], &plain),
+            tensor(&weights_host, [3, N], &plain),
+        );
         values(l.unsqueeze())[0]
     };
     // small enough that no sample crosses the kink of ⌊y⌋ (1e-2 does for one input here)

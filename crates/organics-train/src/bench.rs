@@ -66,7 +66,9 @@ pub struct BenchResult {
 /// Times `steps` training steps after one warm-up step.
 pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     if opts.batch == 0 || opts.steps == 0 || opts.seq == 0 || opts.seq > 784 {
-        return Err(TrainError::Invalid("batch and steps must be at least 1 and seq in 1..=784".into()));
+        return Err(TrainError::Invalid(
+            "batch and steps must be at least 1 and seq in 1..=784".into(),
+        ));
     }
     let config = TrainConfig::new()
         .with_task(opts.task)
@@ -83,11 +85,17 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     // Random pixels; a sequence batch is cut to `seq` steps below.
     let items: Vec<DigitItem> = (0..opts.batch)
         .map(|i| DigitItem {
-            pixels: (0..784).map(|k| ((i * 7919 + k * 104_729) % 256) as u8).collect(),
+            pixels: (0..784)
+                .map(|k| ((i * 7919 + k * 104_729) % 256) as u8)
+                .collect(),
             label: (i % 10) as u8,
         })
         .collect();
-    let seq_len = if opts.task.is_sequential() { opts.seq } else { 784 };
+    let seq_len = if opts.task.is_sequential() {
+        opts.seq
+    } else {
+        784
+    };
     let sec = with_model!(&config, &ad, PixelOrder::ScanLine, |model, batcher| {
         time_steps(model, &batcher, items, &ad, opts.steps, seq_len)?
     });
@@ -116,7 +124,10 @@ impl Truncate for organics_data::SequenceBatch {
         if seq >= t {
             return self;
         }
-        Self { inputs: self.inputs.slice(s![0..b, 0..seq, 0..f]), targets: self.targets }
+        Self {
+            inputs: self.inputs.slice(s![0..b, 0..seq, 0..f]),
+            targets: self.targets,
+        }
     }
 }
 
@@ -126,26 +137,39 @@ impl Truncate for organics_data::StaticBatch {
     }
 }
 
-fn time_steps<M, Bt>(mut model: M, batcher: &Bt, items: Vec<DigitItem>, device: &Device, steps: usize, seq: usize) -> Result<f64, TrainError>
+fn time_steps<M, Bt>(
+    mut model: M,
+    batcher: &Bt,
+    items: Vec<DigitItem>,
+    device: &Device,
+    steps: usize,
+    seq: usize,
+) -> Result<f64, TrainError>
 where
     M: HarnessModel + TrainStep<Input = <M as HarnessModel>::Batch>,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
     <M as HarnessModel>::Batch: Truncate,
 {
     let batch = batcher.batch(items, device).truncate(seq);
-    let mut optim = AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(1e-5))).init();
+    let mut optim = AdamConfig::new()
+        .with_weight_decay(Some(WeightDecayConfig::new(1e-5)))
+        .init();
     let mut step = |model: M| -> M {
         let out = model.classify(batch.clone());
         let grads = GradientsParams::from_grads(out.loss.backward(), &model);
         optim.step(1e-3, model, grads)
     };
     model = step(model);
-    device.sync().map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
+    device
+        .sync()
+        .map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
     let start = Instant::now();
     for _ in 0..steps {
         model = step(model);
     }
-    device.sync().map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
+    device
+        .sync()
+        .map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
     let elapsed = start.elapsed().as_secs_f64();
     drop(model);
     Ok(elapsed / steps as f64)

@@ -21,7 +21,10 @@ pub struct AtomicCheckpointer {
 impl AtomicCheckpointer {
     /// A checkpointer of one record kind in `dir`.
     pub fn new(dir: &Path, name: &'static str) -> Self {
-        Self { dir: dir.to_path_buf(), name }
+        Self {
+            dir: dir.to_path_buf(),
+            name,
+        }
     }
 
     fn path(&self, epoch: usize) -> PathBuf {
@@ -52,7 +55,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
-        let bytes = record.checkpoint_into_bytes().map_err(CheckpointerError::Record)?;
+        let bytes = record
+            .checkpoint_into_bytes()
+            .map_err(CheckpointerError::Record)?;
         write_atomic(&self.path(epoch), &bytes).map_err(CheckpointerError::IOError)
     }
 
@@ -83,8 +88,9 @@ pub fn last_complete_epoch(dir: &Path) -> Option<usize> {
         })
         .collect();
     epochs.sort_unstable();
-    epochs
-        .into_iter()
-        .rev()
-        .find(|&epoch| PARTS.iter().all(|part| checkpoint_path(dir, part, epoch).is_file()))
+    epochs.into_iter().rev().find(|&epoch| {
+        PARTS
+            .iter()
+            .all(|part| checkpoint_path(dir, part, epoch).is_file())
+    })
 }

@@ -80,15 +80,23 @@ impl TrainConfig {
 
     /// Learning rate after defaults.
     pub fn lr(&self) -> f64 {
-        self.learning_rate.unwrap_or(if self.task.is_sequential() { 0.01 } else { 0.001 })
+        self.learning_rate.unwrap_or(if self.task.is_sequential() {
+            0.01
+        } else {
+            0.001
+        })
     }
 
     /// Checks the combination before anything is built.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Invalid(m));
         match (self.task, self.model) {
-            (Task::Mnist, ModelKind::Lstm) => return bad("model lstm is for the sequence tasks (smnist, psmnist)".into()),
-            (Task::Smnist | Task::Psmnist, ModelKind::Mlp) => return bad("model mlp is for the static task (mnist)".into()),
+            (Task::Mnist, ModelKind::Lstm) => {
+                return bad("model lstm is for the sequence tasks (smnist, psmnist)".into());
+            }
+            (Task::Smnist | Task::Psmnist, ModelKind::Mlp) => {
+                return bad("model mlp is for the static task (mnist)".into());
+            }
             _ => {}
         }
         if self.batch_size == 0 {
@@ -106,7 +114,10 @@ impl TrainConfig {
         if !(self.lr() > 0.0 && self.lr().is_finite()) {
             return bad(format!("learning rate must be positive, got {}", self.lr()));
         }
-        if matches!(self.train_limit, Some(0)) || matches!(self.valid_limit, Some(0)) || matches!(self.test_limit, Some(0)) {
+        if matches!(self.train_limit, Some(0))
+            || matches!(self.valid_limit, Some(0))
+            || matches!(self.test_limit, Some(0))
+        {
             return bad("limits must be at least 1".into());
         }
         Ok(())
@@ -115,7 +126,11 @@ impl TrainConfig {
     /// Whether `other` describes the same run (all but the backend and the epoch count,
     /// which a resumed run may change).
     pub fn same_run(&self, other: &TrainConfig) -> bool {
-        let strip = |c: &TrainConfig| TrainConfig { backend: BackendKind::Flex, epochs: 1, ..c.clone() };
+        let strip = |c: &TrainConfig| TrainConfig {
+            backend: BackendKind::Flex,
+            epochs: 1,
+            ..c.clone()
+        };
         strip(self) == strip(other)
     }
 }

@@ -15,7 +15,9 @@ pub enum TrainError {
     #[error(transparent)]
     Model(#[from] organics_model::ModelError),
     /// The artifact directory holds a run with another configuration.
-    #[error("{dir} holds a run with another configuration ({detail}); use another --artifact-dir, or the same flags to resume")]
+    #[error(
+        "{dir} holds a run with another configuration ({detail}); use another --artifact-dir, or the same flags to resume"
+    )]
     ConfigMismatch {
         /// The artifact directory.
         dir: PathBuf,
@@ -23,7 +25,9 @@ pub enum TrainError {
         detail: String,
     },
     /// The loss became NaN or infinite.
-    #[error("training diverged: non-finite loss ({value}) at epoch {epoch}, iteration {iteration}; the last good checkpoint is kept in {checkpoints}")]
+    #[error(
+        "training diverged: non-finite loss ({value}) at epoch {epoch}, iteration {iteration}; the last good checkpoint is kept in {checkpoints}"
+    )]
     NonFinite {
         /// The loss value.
         value: f64,
@@ -51,5 +55,8 @@ pub enum TrainError {
 }
 
 pub(crate) fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::File { path: path.to_path_buf(), message: e.to_string() }
+    move |e| TrainError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }

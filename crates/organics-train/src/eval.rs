@@ -31,10 +31,18 @@ pub struct EvalResults {
 }
 
 /// Scores the test set of the run in `dir` on `backend` (default: the run's own).
-pub fn evaluate(dir: &Path, data_dir: Option<std::path::PathBuf>, backend: Option<BackendKind>) -> Result<EvalResults, TrainError> {
+pub fn evaluate(
+    dir: &Path,
+    data_dir: Option<std::path::PathBuf>,
+    backend: Option<BackendKind>,
+) -> Result<EvalResults, TrainError> {
     let config_path = dir.join(files::CONFIG);
     if !config_path.is_file() {
-        return Err(TrainError::Invalid(format!("{} is not a training run: it has no {}", dir.display(), files::CONFIG)));
+        return Err(TrainError::Invalid(format!(
+            "{} is not a training run: it has no {}",
+            dir.display(),
+            files::CONFIG
+        )));
     }
     let mut config = read_config(dir)?;
     if let Some(b) = backend {
@@ -44,7 +52,8 @@ pub fn evaluate(dir: &Path, data_dir: Option<std::path::PathBuf>, backend: Optio
         p if p.is_file() => p,
         _ => {
             let checkpoints = dir.join(files::CHECKPOINTS);
-            let epoch = last_complete_epoch(&checkpoints).ok_or_else(|| TrainError::NoCheckpoint(checkpoints.clone()))?;
+            let epoch = last_complete_epoch(&checkpoints)
+                .ok_or_else(|| TrainError::NoCheckpoint(checkpoints.clone()))?;
             checkpoint_path(&checkpoints, "model", epoch)
         }
     };
@@ -52,10 +61,14 @@ pub fn evaluate(dir: &Path, data_dir: Option<std::path::PathBuf>, backend: Optio
     let data = load_data(&config, data_dir)?;
     if let (Task::Psmnist, PixelOrder::Permuted(perm)) = (config.task, &data.order) {
         let recorded_path = dir.join(files::PERMUTATION);
-        let text = std::fs::read_to_string(&recorded_path)
-            .map_err(|e| TrainError::File { path: recorded_path.clone(), message: e.to_string() })?;
-        let recorded: Vec<usize> = serde_json::from_str(&text)
-            .map_err(|e| TrainError::File { path: recorded_path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&recorded_path).map_err(|e| TrainError::File {
+            path: recorded_path.clone(),
+            message: e.to_string(),
+        })?;
+        let recorded: Vec<usize> = serde_json::from_str(&text).map_err(|e| TrainError::File {
+            path: recorded_path.clone(),
+            message: e.to_string(),
+        })?;
         if recorded != *perm.as_ref() {
             return Err(TrainError::Invalid(format!(
                 "{} does not match the permutation of seed {}: the run cannot be evaluated faithfully",
@@ -68,7 +81,10 @@ pub fn evaluate(dir: &Path, data_dir: Option<std::path::PathBuf>, backend: Optio
     let score = with_model!(&config, &device, order, |model, batcher| {
         let model = model
             .try_load_file(&weights)
-            .map_err(|e| TrainError::File { path: weights.clone(), message: format!("weights do not fit this run's model: {e}") })?;
+            .map_err(|e| TrainError::File {
+                path: weights.clone(),
+                message: format!("weights do not fit this run's model: {e}"),
+            })?;
         crate::train::evaluate_model(&model, &batcher, &data.test, config.batch_size, &device)?
     });
     Ok(EvalResults {

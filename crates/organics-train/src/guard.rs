@@ -18,7 +18,9 @@ pub struct GuardInput {
 
 impl Adaptor<GuardInput> for ClassificationOutput {
     fn adapt(&self) -> GuardInput {
-        GuardInput { loss: self.loss.clone() }
+        GuardInput {
+            loss: self.loss.clone(),
+        }
     }
 }
 
@@ -35,7 +37,12 @@ pub struct FiniteLossGuard {
 
 impl FiniteLossGuard {
     /// A guard for a run whose first epoch is `first_epoch`, of `iterations_per_epoch` steps.
-    pub fn new(interrupter: Interrupter, divergence: Divergence, first_epoch: usize, iterations_per_epoch: usize) -> Self {
+    pub fn new(
+        interrupter: Interrupter,
+        divergence: Divergence,
+        first_epoch: usize,
+        iterations_per_epoch: usize,
+    ) -> Self {
         Self {
             name: Arc::new("Finite loss".into()),
             interrupter,
@@ -54,12 +61,18 @@ impl Metric for FiniteLossGuard {
         self.name.clone()
     }
 
-    fn update(&mut self, item: &GuardInput, metadata: &MetricMetadata) -> Result<SerializedEntry, TensorReadError> {
+    fn update(
+        &mut self,
+        item: &GuardInput,
+        metadata: &MetricMetadata,
+    ) -> Result<SerializedEntry, TensorReadError> {
         let loss = item.loss.clone().mean().try_into_scalar::<f64>()?;
         self.steps += 1;
         if !loss.is_finite() {
             let epoch = self.first_epoch + (self.steps - 1) / self.iterations_per_epoch;
-            let iteration = metadata.iteration.unwrap_or((self.steps - 1) % self.iterations_per_epoch + 1);
+            let iteration = metadata
+                .iteration
+                .unwrap_or((self.steps - 1) % self.iterations_per_epoch + 1);
             if let Ok(mut slot) = self.divergence.lock()
                 && slot.is_none()
             {
@@ -67,7 +80,11 @@ impl Metric for FiniteLossGuard {
             }
             self.interrupter.stop(Some("non-finite loss"));
         }
-        let text = if loss.is_finite() { "ok".to_string() } else { format!("{loss} (stopping)") };
+        let text = if loss.is_finite() {
+            "ok".to_string()
+        } else {
+            format!("{loss} (stopping)")
+        };
         Ok(SerializedEntry::new(text.clone(), text))
     }
 

@@ -12,13 +12,23 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use organics_data::{SequenceBatch, StaticBatch};
 use organics_model::{SeqClassifier, StaticClassifier};
 
-fn classification(logits: Tensor<2>, targets: Tensor<1, Int>, extra: Option<Tensor<1>>) -> ClassificationOutput {
-    let ce = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), targets.clone());
+fn classification(
+    logits: Tensor<2>,
+    targets: Tensor<1, Int>,
+    extra: Option<Tensor<1>>,
+) -> ClassificationOutput {
+    let ce = CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits.clone(), targets.clone());
     let loss = match extra {
         Some(e) => ce + e,
         None => ce,
     };
-    ClassificationOutput { loss, output: logits, targets }
+    ClassificationOutput {
+        loss,
+        output: logits,
+        targets,
+    }
 }
 
 /// ORGaNICs on pixel sequences (sMNIST, psMNIST).
@@ -72,12 +82,16 @@ pub struct StaticMlp {
 impl StaticMlp {
     /// An MLP `input → hidden → classes`.
     pub fn new(input: usize, hidden: usize, classes: usize, device: &Device) -> Self {
-        Self { hidden: LinearConfig::new(input, hidden).init(device), readout: LinearConfig::new(hidden, classes).init(device) }
+        Self {
+            hidden: LinearConfig::new(input, hidden).init(device),
+            readout: LinearConfig::new(hidden, classes).init(device),
+        }
     }
 
     /// Logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<2>) -> Tensor<2> {
-        self.readout.forward(activation::relu(self.hidden.forward(images)))
+        self.readout
+            .forward(activation::relu(self.hidden.forward(images)))
     }
 }
 

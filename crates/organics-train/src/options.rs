@@ -103,7 +103,9 @@ impl BackendKind {
                 probe.map_err(|_| TrainError::Invalid("backend wgpu: no GPU or Vulkan driver found (on Debian: apt-get install mesa-vulkan-drivers)".into()))
             }
             #[allow(unreachable_patterns)]
-            other => Err(TrainError::Invalid(format!("backend {other} is not compiled in (enable the cargo feature '{other}')"))),
+            other => Err(TrainError::Invalid(format!(
+                "backend {other} is not compiled in (enable the cargo feature '{other}')"
+            ))),
         }
     }
 }

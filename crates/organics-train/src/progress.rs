@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
 use burn::train::metric::MetricDefinition;
-use burn::train::renderer::{EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining};
+use burn::train::renderer::{
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
+};
 
 /// A renderer that prints a few plain lines per epoch.
 pub struct PlainRenderer {
@@ -51,7 +54,11 @@ impl PlainRenderer {
             MetricState::Generic(e) | MetricState::Numeric(e, _) => e,
         };
         let text = entry.serialized_entry.formatted;
-        let key = text.split_whitespace().next().unwrap_or_default().to_string();
+        let key = text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         self.metrics.insert(key, text);
     }
 }
@@ -78,7 +85,13 @@ impl MetricsRendererEvaluation for PlainRenderer {
 }
 
 impl TrainingProgressLogger for PlainRenderer {
-    fn start(&mut self, total_epochs: usize, starting_epoch: usize, _items: Option<usize>, _label: Option<&str>) {
+    fn start(
+        &mut self,
+        total_epochs: usize,
+        starting_epoch: usize,
+        _items: Option<usize>,
+        _label: Option<&str>,
+    ) {
         self.epochs = total_epochs;
         self.epoch = starting_epoch;
         println!("training epochs {starting_epoch}..={total_epochs}");

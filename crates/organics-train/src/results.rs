@@ -50,7 +50,7 @@ pub struct RunResults {
     pub seed: u64,
     /// psMNIST permutation seed.
     pub permutation_seed: Option<u64>,
-    /// Validation accuracy per epoch (index 0 = epoch 1), from Burn's metric logs.
+    /// Validation accuracy (fraction) per epoch (index 0 = epoch 1), from Burn's metric logs.
     pub valid_accuracy: Vec<Option<f64>>,
     /// Mean training loss per epoch.
     pub train_loss: Vec<Option<f64>>,
@@ -61,13 +61,19 @@ pub struct RunResults {
 pub fn read_epoch_metric(dir: &Path, split: &str, metric: &str, epochs: usize) -> Vec<Option<f64>> {
     (1..=epochs)
         .map(|epoch| {
-            let path = dir.join(split).join(format!("epoch-{epoch}")).join(format!("{metric}.log"));
+            let path = dir
+                .join(split)
+                .join(format!("epoch-{epoch}"))
+                .join(format!("{metric}.log"));
             let text = std::fs::read_to_string(path).ok()?;
             let (mut sum, mut weight) = (0.0, 0.0);
             for line in text.lines() {
                 let mut parts = line.split(',');
                 let value: f64 = parts.next()?.trim().parse().ok()?;
-                let count: f64 = parts.next().and_then(|c| c.trim().parse().ok()).unwrap_or(1.0);
+                let count: f64 = parts
+                    .next()
+                    .and_then(|c| c.trim().parse().ok())
+                    .unwrap_or(1.0);
                 sum += value * count;
                 weight += count;
             }

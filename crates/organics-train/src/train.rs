@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::DataLoader;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::grad_clipping::GradientClippingConfig;
@@ -14,9 +14,11 @@ use burn::optim::AdamConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{ClassificationOutput, InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep};
+use burn::train::{
+    ClassificationOutput, InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep,
+};
 use organics_data::{
-    DataSource, DatasetName, DigitItem, ImageSet, Mnist, PixelOrder, pixel_permutation,
+    DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
 };
 use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierConfig};
 
@@ -33,9 +35,9 @@ use crate::results::{RunResults, TestScore};
 #[macro_export]
 macro_rules! with_model {
     ($config:expr, $device:expr, $order:expr, |$model:ident, $batcher:ident| $body:expr) => {{
+        use organics_data::{SequenceBatcher, StaticBatcher};
         use $crate::models::{SeqLstm, SeqOrganics, StaticMlp, StaticOrganics};
         use $crate::options::{ModelKind, Task};
-        use organics_data::{SequenceBatcher, StaticBatcher};
         let config: &$crate::config::TrainConfig = $config;
         match (config.task, config.model) {
             (Task::Mnist, ModelKind::Mlp) => {
@@ -44,7 +46,9 @@ macro_rules! with_model {
                 $body
             }
             (Task::Mnist, _) => {
-                let $model = StaticOrganics { inner: $crate::train::static_config(config).init($device) };
+                let $model = StaticOrganics {
+                    inner: $crate::train::static_config(config).init($device),
+                };
                 let $batcher = StaticBatcher;
                 $body
             }
@@ -54,7 +58,9 @@ macro_rules! with_model {
                 $body
             }
             _ => {
-                let $model = SeqOrganics { inner: $crate::train::seq_config(config).init($device) };
+                let $model = SeqOrganics {
+                    inner: $crate::train::seq_config(config).init($device),
+                };
                 let $batcher = SequenceBatcher { order: $order };
                 $body
             }
@@ -122,23 +128,35 @@ pub fn load_data(config: &TrainConfig, data_dir: Option<PathBuf>) -> Result<RunD
 pub fn read_config(dir: &Path) -> Result<TrainConfig, TrainError> {
     let path = dir.join(files::CONFIG);
     let text = std::fs::read_to_string(&path).map_err(file_err(&path))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::File { path, message: format!("not a training config: {e}") })
+    serde_json::from_str(&text).map_err(|e| TrainError::File {
+        path,
+        message: format!("not a training config: {e}"),
+    })
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::File { path: path.into(), message: e.to_string() })?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::File {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
     write_atomic(path, text.as_bytes()).map_err(file_err(path))
 }
 
 /// Checks the artifact directory against `config`; returns the epoch to resume from.
-fn prepare_artifact_dir(config: &TrainConfig, opts: &RunOptions) -> Result<Option<usize>, TrainError> {
+fn prepare_artifact_dir(
+    config: &TrainConfig,
+    opts: &RunOptions,
+) -> Result<Option<usize>, TrainError> {
     let dir = &opts.artifact_dir;
     let checkpoints = dir.join(files::CHECKPOINTS);
     if dir.join(files::CONFIG).exists() {
         let existing = read_config(dir)?;
         if !existing.same_run(config) {
             let detail = describe_difference(&existing, config);
-            return Err(TrainError::ConfigMismatch { dir: dir.clone(), detail });
+            return Err(TrainError::ConfigMismatch {
+                dir: dir.clone(),
+                detail,
+            });
         }
         let last = last_complete_epoch(&checkpoints);
         if !opts.resume && last.is_some() {
@@ -162,7 +180,10 @@ fn prepare_artifact_dir(config: &TrainConfig, opts: &RunOptions) -> Result<Optio
 }
 
 fn describe_difference(a: &TrainConfig, b: &TrainConfig) -> String {
-    let (a, b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    let (a, b) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
     let mut diffs = Vec::new();
     if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
         for (k, va) in a {
@@ -170,7 +191,10 @@ fn describe_difference(a: &TrainConfig, b: &TrainConfig) -> String {
                 continue;
             }
             if b.get(k) != Some(va) {
-                diffs.push(format!("{k}: {va} there, {} now", b.get(k).cloned().unwrap_or_default()));
+                diffs.push(format!(
+                    "{k}: {va} there, {} now",
+                    b.get(k).cloned().unwrap_or_default()
+                ));
             }
         }
     }
@@ -189,19 +213,29 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
     device.seed(config.seed);
     let ad = device.clone().autodiff();
     let order = data.order.clone();
-    with_model!(config, &ad, order, |model, batcher| fit(model, batcher, config, opts, data, resume_from))
+    with_model!(config, &ad, order, |model, batcher| fit(
+        model,
+        batcher,
+        config,
+        opts,
+        data,
+        resume_from
+    ))
 }
 
 /// The sequence classifier of a run.
 pub fn seq_config(config: &TrainConfig) -> SeqClassifierConfig {
     SeqClassifierConfig::new(
-        OrganicsCellConfig::new(1, config.hidden_units()).with_learn_time_constants(config.learn_time_constants),
+        OrganicsCellConfig::new(1, config.hidden_units())
+            .with_learn_time_constants(config.learn_time_constants),
     )
 }
 
 /// The static classifier of a run.
 pub fn static_config(config: &TrainConfig) -> StaticClassifierConfig {
-    StaticClassifierConfig::new().with_layers(config.layers.clone()).with_learn_recurrence(config.learn_recurrence)
+    StaticClassifierConfig::new()
+        .with_layers(config.layers.clone())
+        .with_learn_recurrence(config.learn_recurrence)
 }
 
 fn fit<M, Bt>(
@@ -218,34 +252,43 @@ where
         + InferenceStep<Input = <M as HarnessModel>::Batch, Output = ClassificationOutput>
         + core::fmt::Display,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
-    <M as HarnessModel>::Batch: std::fmt::Debug,
 {
     let start = Instant::now();
     let dir = &opts.artifact_dir;
-    let device = model.devices().first().cloned().ok_or_else(|| TrainError::Training("model has no device".into()))?;
+    let device = model
+        .devices()
+        .first()
+        .cloned()
+        .ok_or_else(|| TrainError::Training("model has no device".into()))?;
     let params = model.num_trainable_params();
     let train_samples = data.train.len();
     let iterations_per_epoch = train_samples.div_ceil(config.batch_size);
 
-    let train_loader = DataLoaderBuilder::new(batcher.clone())
-        .batch_size(config.batch_size)
-        .shuffle(config.seed)
-        .set_device(device.clone())
-        .build(data.train.clone());
-    let valid_loader = DataLoaderBuilder::new(batcher.clone())
-        .batch_size(config.batch_size)
-        .set_device(device.clone())
-        .build(data.valid.clone());
-    // A resumed run sees the same shuffles as an uninterrupted one: each pass over the
-    // loader draws the next permutation, so draw the ones of the finished epochs.
-    for _ in 0..resume_from.unwrap_or(0) {
-        drop(train_loader.iter());
-    }
+    // Epoch e is shuffled from (seed, e) alone, so a resumed run sees the same batches as an
+    // uninterrupted one.
+    let first_epoch = resume_from.unwrap_or(0) + 1;
+    let train_loader: Arc<dyn DataLoader<<M as HarnessModel>::Batch>> = Arc::new(
+        EpochLoader::new(
+            data.train.clone(),
+            batcher.clone(),
+            config.batch_size,
+            device.clone(),
+        )
+        .shuffled(config.seed)
+        .starting_at_epoch(first_epoch),
+    );
+    let valid_loader: Arc<dyn DataLoader<<M as HarnessModel>::Batch>> = Arc::new(EpochLoader::new(
+        data.valid.clone(),
+        batcher.clone(),
+        config.batch_size,
+        device.clone(),
+    ));
 
-    let scheduler = StepLrSchedulerConfig::new(config.lr(), config.lr_step_epochs * iterations_per_epoch)
-        .with_gamma(config.lr_gamma)
-        .init()
-        .map_err(|e| TrainError::Invalid(format!("learning-rate schedule: {e}")))?;
+    let scheduler =
+        StepLrSchedulerConfig::new(config.lr(), config.lr_step_epochs * iterations_per_epoch)
+            .with_gamma(config.lr_gamma)
+            .init()
+            .map_err(|e| TrainError::Invalid(format!("learning-rate schedule: {e}")))?;
     let optimizer = AdamConfig::new()
         .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
         .with_grad_clipping(config.clip.map(|c| GradientClippingConfig::Norm(c as f32)))
@@ -254,11 +297,15 @@ where
     let checkpoints = dir.join(files::CHECKPOINTS);
     let interrupter = Interrupter::new();
     let divergence: Divergence = Arc::new(Mutex::new(None));
-    let first_epoch = resume_from.unwrap_or(0) + 1;
     let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
-        .metric_train(FiniteLossGuard::new(interrupter.clone(), divergence.clone(), first_epoch, iterations_per_epoch))
+        .metric_train(FiniteLossGuard::new(
+            interrupter.clone(),
+            divergence.clone(),
+            first_epoch,
+            iterations_per_epoch,
+        ))
         .with_custom_checkpointers(
             AtomicCheckpointer::new(&checkpoints, "model"),
             AtomicCheckpointer::new(&checkpoints, "optim"),
@@ -276,7 +323,12 @@ where
     let result = training.launch(Learner::new(model, optimizer, scheduler));
 
     if let Some((value, epoch, iteration)) = divergence.lock().ok().and_then(|d| *d) {
-        return Err(TrainError::NonFinite { value, epoch, iteration, checkpoints: checkpoints.display().to_string() });
+        return Err(TrainError::NonFinite {
+            value,
+            epoch,
+            iteration,
+            checkpoints: checkpoints.display().to_string(),
+        });
     }
     if let Some(error) = result.error {
         return Err(TrainError::Training(error.to_string()));
@@ -287,12 +339,24 @@ where
         .clone()
         .into_record()
         .into_bytes()
-        .map_err(|e| TrainError::File { path: model_path.clone(), message: e.to_string() })?;
+        .map_err(|e| TrainError::File {
+            path: model_path.clone(),
+            message: e.to_string(),
+        })?;
     write_atomic(&model_path, &bytes).map_err(file_err(&model_path))?;
 
-    let test = evaluate_model(&trained, &batcher, &data.test, config.batch_size, &device.inner())?;
+    let test = evaluate_model(
+        &trained,
+        &batcher,
+        &data.test,
+        config.batch_size,
+        &device.inner(),
+    )?;
     let wall = start.elapsed().as_secs_f64();
-    let epochs_run = config.epochs.saturating_sub(resume_from.unwrap_or(0)).max(1);
+    let epochs_run = config
+        .epochs
+        .saturating_sub(resume_from.unwrap_or(0))
+        .max(1);
     let results = RunResults {
         task: config.task,
         model: config.model,
@@ -310,7 +374,11 @@ where
         seconds_per_epoch: wall / epochs_run as f64,
         seed: config.seed,
         permutation_seed: matches!(config.task, Task::Psmnist).then_some(config.permutation_seed),
-        valid_accuracy: crate::results::read_epoch_metric(dir, "valid", "Accuracy", config.epochs),
+        // Burn logs accuracy in percent; results use fractions throughout.
+        valid_accuracy: crate::results::read_epoch_metric(dir, "valid", "Accuracy", config.epochs)
+            .into_iter()
+            .map(|a| a.map(|v| v / 100.0))
+            .collect(),
         train_loss: crate::results::read_epoch_metric(dir, "train", "Loss", config.epochs),
     };
     write_json(&dir.join(files::RESULTS), &results)?;
@@ -318,7 +386,13 @@ where
 }
 
 /// Test loss and accuracy of a model (in inference mode) on `set`.
-pub fn evaluate_model<M, Bt>(model: &M, batcher: &Bt, set: &ImageSet, batch_size: usize, device: &Device) -> Result<TestScore, TrainError>
+pub fn evaluate_model<M, Bt>(
+    model: &M,
+    batcher: &Bt,
+    set: &ImageSet,
+    batch_size: usize,
+    device: &Device,
+) -> Result<TestScore, TrainError>
 where
     M: HarnessModel,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
@@ -335,11 +409,18 @@ where
         let n = chunk.len();
         let loss: f64 = out.loss.into_scalar::<f64>();
         let predicted = out.output.argmax(1).reshape([n]);
-        let hits: i64 = predicted.equal(out.targets).int().sum().into_scalar::<i64>();
+        let hits: i64 = predicted
+            .equal(out.targets)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
         loss_sum += loss * n as f64;
         correct += hits as usize;
         seen += n;
     }
     let seen = seen.max(1) as f64;
-    Ok(TestScore { loss: loss_sum / seen, accuracy: correct as f64 / seen })
+    Ok(TestScore {
+        loss: loss_sum / seen,
+        accuracy: correct as f64 / seen,
+    })
 }

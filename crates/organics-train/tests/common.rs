@@ -8,7 +8,11 @@ use organics_train::{BackendKind, ModelKind, RunOptions, Task, TrainConfig};
 /// The shared MNIST folder beside the repository.
 pub fn data_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    assert!(dir.is_dir(), "the shared MNIST folder {} is missing: these tests need it", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the shared MNIST folder {} is missing: these tests need it",
+        dir.display()
+    );
     dir
 }
 
@@ -27,5 +31,10 @@ pub fn small(task: Task, model: ModelKind, backend: BackendKind) -> TrainConfig 
 
 /// Options for a run in `dir`.
 pub fn opts(dir: &std::path::Path, resume: bool) -> RunOptions {
-    RunOptions { artifact_dir: dir.to_path_buf(), resume, data_dir: Some(data_dir()), plain: true }
+    RunOptions {
+        artifact_dir: dir.to_path_buf(),
+        resume,
+        data_dir: Some(data_dir()),
+        plain: true,
+    }
 }

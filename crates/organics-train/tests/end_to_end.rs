@@ -7,19 +7,32 @@ use organics_train::{BackendKind, ModelKind, RunResults, Task};
 
 fn run(task: Task, model: ModelKind, limit: usize, seq_hidden: Option<usize>) {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut config = common::small(task, model, BackendKind::Ndarray).with_train_limit(Some(limit)).with_hidden(seq_hidden);
+    let mut config = common::small(task, model, BackendKind::Ndarray)
+        .with_train_limit(Some(limit))
+        .with_hidden(seq_hidden);
     if task == Task::Mnist {
-        config = config.with_layers(vec![32, 16]).with_learning_rate(Some(0.003));
+        config = config
+            .with_layers(vec![32, 16])
+            .with_learning_rate(Some(0.003));
     }
-    let results = organics_train::train(&config, &common::opts(dir.path(), false)).expect("training runs");
-    let text = std::fs::read_to_string(dir.path().join("results.json")).expect("results.json written");
+    let results =
+        organics_train::train(&config, &common::opts(dir.path(), false)).expect("training runs");
+    let text =
+        std::fs::read_to_string(dir.path().join("results.json")).expect("results.json written");
     let parsed: RunResults = serde_json::from_str(&text).expect("results.json parses");
     assert_eq!(parsed, results);
     assert_eq!((parsed.task, parsed.model, parsed.epochs), (task, model, 2));
     assert_eq!(parsed.train_samples, limit);
     assert!(parsed.params > 0 && parsed.wall_seconds > 0.0);
-    let losses: Vec<f64> = parsed.train_loss.iter().map(|l| l.expect("train loss logged")).collect();
-    assert!(losses[1] < losses[0], "{task}/{model}: train loss did not fall: {losses:?}");
+    let losses: Vec<f64> = parsed
+        .train_loss
+        .iter()
+        .map(|l| l.expect("train loss logged"))
+        .collect();
+    assert!(
+        losses[1] < losses[0],
+        "{task}/{model}: train loss did not fall: {losses:?}"
+    );
     assert!(parsed.test_accuracy > 0.0 && parsed.test_accuracy <= 1.0);
     assert!(dir.path().join("model.bpk").is_file() && dir.path().join("config.json").is_file());
 }

@@ -6,69 +6,114 @@ use organics_train::checkpoint::last_complete_epoch;
 use organics_train::{BackendKind, ModelKind, Task, TrainConfig, TrainError};
 
 fn mlp() -> TrainConfig {
-    common::small(Task::Mnist, ModelKind::Mlp, BackendKind::Ndarray).with_lr_step_epochs(1).with_lr_gamma(0.5)
+    common::small(Task::Mnist, ModelKind::Mlp, BackendKind::Ndarray)
+        .with_lr_step_epochs(1)
+        .with_lr_gamma(0.5)
 }
 
 #[test]
 fn resumed_run_matches_an_uninterrupted_one() {
     let straight = tempfile::tempdir().expect("tmp");
-    let full = organics_train::train(&mlp(), &common::opts(straight.path(), false)).expect("two epochs");
+    let full =
+        organics_train::train(&mlp(), &common::opts(straight.path(), false)).expect("two epochs");
 
     let split = tempfile::tempdir().expect("tmp");
-    organics_train::train(&mlp().with_epochs(1), &common::opts(split.path(), false)).expect("one epoch");
-    assert_eq!(last_complete_epoch(&split.path().join("checkpoint")), Some(1));
+    organics_train::train(&mlp().with_epochs(1), &common::opts(split.path(), false))
+        .expect("one epoch");
+    assert_eq!(
+        last_complete_epoch(&split.path().join("checkpoint")),
+        Some(1)
+    );
     let resumed = organics_train::train(&mlp(), &common::opts(split.path(), true)).expect("resume");
     assert_eq!(resumed.resumed_from_epoch, Some(1));
     assert_eq!(resumed.epochs, 2);
-    assert_eq!(last_complete_epoch(&split.path().join("checkpoint")), Some(2));
-    assert!((resumed.test_loss - full.test_loss).abs() < 1e-5, "{} vs {}", resumed.test_loss, full.test_loss);
+    assert_eq!(
+        last_complete_epoch(&split.path().join("checkpoint")),
+        Some(2)
+    );
+    assert!(
+        (resumed.test_loss - full.test_loss).abs() < 1e-5,
+        "{} vs {}",
+        resumed.test_loss,
+        full.test_loss
+    );
     assert_eq!(resumed.test_accuracy, full.test_accuracy);
     // the learning rate of epoch 2 continues the schedule (halved after epoch 1)
-    let lr = |dir: &std::path::Path| organics_train::results::read_epoch_metric(dir, "train", "Learning_Rate", 2)[1];
-    let (a, b) = (lr(straight.path()).expect("lr logged"), lr(split.path()).expect("lr logged"));
-    assert!((a - b).abs() < 1e-12 && (a - 0.0005).abs() < 1e-9, "lr {a} vs {b}");
+    let lr = |dir: &std::path::Path| {
+        organics_train::results::read_epoch_metric(dir, "train", "Learning_Rate", 2)[1]
+    };
+    let (a, b) = (
+        lr(straight.path()).expect("lr logged"),
+        lr(split.path()).expect("lr logged"),
+    );
+    assert!(
+        (a - b).abs() < 1e-12 && (a - 0.0005).abs() < 1e-9,
+        "lr {a} vs {b}"
+    );
 }
 
 #[test]
 fn partial_checkpoints_are_ignored_on_resume() {
     let dir = tempfile::tempdir().expect("tmp");
-    organics_train::train(&mlp().with_epochs(1), &common::opts(dir.path(), false)).expect("one epoch");
+    organics_train::train(&mlp().with_epochs(1), &common::opts(dir.path(), false))
+        .expect("one epoch");
     let ck = dir.path().join("checkpoint");
     // a write killed half way: a temporary file, and an epoch missing two of its records
     std::fs::write(ck.join("model-2.bpk.tmp"), b"half a record").expect("w");
     std::fs::write(ck.join("model-2.bpk"), b"").expect("w");
     assert_eq!(last_complete_epoch(&ck), Some(1));
-    let resumed = organics_train::train(&mlp(), &common::opts(dir.path(), true)).expect("resume from epoch 1");
+    let resumed = organics_train::train(&mlp(), &common::opts(dir.path(), true))
+        .expect("resume from epoch 1");
     assert_eq!(resumed.resumed_from_epoch, Some(1));
 }
 
 #[test]
 fn divergence_stops_with_an_error_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().expect("tmp");
-    organics_train::train(&mlp().with_epochs(1), &common::opts(dir.path(), false)).expect("one good epoch");
+    organics_train::train(&mlp().with_epochs(1), &common::opts(dir.path(), false))
+        .expect("one good epoch");
     let ck = dir.path().join("checkpoint");
     let before = std::fs::read(ck.join("model-1.bpk")).expect("checkpoint 1");
     // the same run with a learning rate that overflows f32 at once
     let diverging = mlp().with_learning_rate(Some(1e38));
-    std::fs::write(dir.path().join("config.json"), serde_json::to_string(&diverging).expect("json")).expect("w");
-    let err = organics_train::train(&diverging, &common::opts(dir.path(), true)).expect_err("diverges");
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&diverging).expect("json"),
+    )
+    .expect("w");
+    let err =
+        organics_train::train(&diverging, &common::opts(dir.path(), true)).expect_err("diverges");
     match &err {
-        TrainError::NonFinite { epoch, iteration, .. } => {
+        TrainError::NonFinite {
+            epoch, iteration, ..
+        } => {
             assert_eq!(*epoch, 2, "{err}");
             assert!(*iteration >= 1, "{err}");
         }
         other => panic!("expected a non-finite-loss error, got {other}"),
     }
     assert!(err.to_string().contains("non-finite loss"));
-    assert_eq!(std::fs::read(ck.join("model-1.bpk")).expect("still there"), before);
-    assert_eq!(last_complete_epoch(&ck), Some(1), "the diverged epoch must not be checkpointed");
+    assert_eq!(
+        std::fs::read(ck.join("model-1.bpk")).expect("still there"),
+        before
+    );
+    assert_eq!(
+        last_complete_epoch(&ck),
+        Some(1),
+        "the diverged epoch must not be checkpointed"
+    );
 }
 
 #[test]
 fn another_config_in_the_artifact_dir_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
-    organics_train::train(&mlp().with_epochs(1), &common::opts(dir.path(), false)).expect("one epoch");
-    let err = organics_train::train(&mlp().with_hidden(Some(20)), &common::opts(dir.path(), true)).expect_err("other config");
+    organics_train::train(&mlp().with_epochs(1), &common::opts(dir.path(), false))
+        .expect("one epoch");
+    let err = organics_train::train(
+        &mlp().with_hidden(Some(20)),
+        &common::opts(dir.path(), true),
+    )
+    .expect_err("other config");
     assert!(matches!(err, TrainError::ConfigMismatch { .. }), "{err}");
     assert!(err.to_string().contains("hidden"), "{err}");
 }

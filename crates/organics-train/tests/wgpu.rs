@@ -7,7 +7,9 @@ use organics_train::{BackendKind, ModelKind, Task};
 #[test]
 fn tiny_training_on_wgpu() {
     if BackendKind::Wgpu.device().is_err() {
-        eprintln!("SKIPPED tiny_training_on_wgpu: no wgpu adapter on this machine (install mesa-vulkan-drivers)");
+        eprintln!(
+            "SKIPPED tiny_training_on_wgpu: no wgpu adapter on this machine (install mesa-vulkan-drivers)"
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
@@ -17,7 +19,8 @@ fn tiny_training_on_wgpu() {
         .with_train_limit(Some(256))
         .with_valid_limit(Some(64))
         .with_test_limit(Some(64));
-    let results = organics_train::train(&config, &common::opts(dir.path(), false)).expect("trains on wgpu");
+    let results =
+        organics_train::train(&config, &common::opts(dir.path(), false)).expect("trains on wgpu");
     assert_eq!(results.backend, BackendKind::Wgpu);
     assert!(results.test_loss.is_finite());
 }
