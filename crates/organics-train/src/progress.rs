@@ -1,11 +1,11 @@
 //! Plain-text progress for logs and CI: a line every tenth of an epoch and at the end of
 //! each split, instead of Burn's TUI (terminals) or its per-batch debug lines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
-use burn::train::metric::MetricDefinition;
+use burn::train::metric::{MetricDefinition, MetricId};
 use burn::train::renderer::{
     EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining,
@@ -20,6 +20,7 @@ pub struct PlainRenderer {
     next_report: usize,
     started: Instant,
     metrics: BTreeMap<String, String>,
+    names: HashMap<MetricId, String>,
 }
 
 impl PlainRenderer {
@@ -33,6 +34,7 @@ impl PlainRenderer {
             next_report: 0,
             started: Instant::now(),
             metrics: BTreeMap::new(),
+            names: HashMap::new(),
         }
     }
 
@@ -53,13 +55,13 @@ impl PlainRenderer {
         let entry = match state {
             MetricState::Generic(e) | MetricState::Numeric(e, _) => e,
         };
-        let text = entry.serialized_entry.formatted;
-        let key = text
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        self.metrics.insert(key, text);
+        let name = self
+            .names
+            .get(&entry.metric_id)
+            .cloned()
+            .unwrap_or_default();
+        let text = format!("{name}: {}", entry.serialized_entry.formatted);
+        self.metrics.insert(name, text);
     }
 }
 
@@ -93,13 +95,15 @@ impl TrainingProgressLogger for PlainRenderer {
         _label: Option<&str>,
     ) {
         self.epochs = total_epochs;
-        self.epoch = starting_epoch;
+        // counted up at the start of each training split
+        self.epoch = starting_epoch.saturating_sub(1);
         println!("training epochs {starting_epoch}..={total_epochs}");
     }
-    fn update_epoch(&mut self, epoch: usize) {
-        self.epoch = epoch;
-    }
+    fn update_epoch(&mut self, _epoch: usize) {}
     fn start_split(&mut self, split: &str, total_items: usize) {
+        if split == "train" {
+            self.epoch += 1;
+        }
         self.split = split.to_string();
         self.total = total_items;
         self.next_report = total_items.div_ceil(10);
@@ -115,9 +119,8 @@ impl TrainingProgressLogger for PlainRenderer {
         self.line(self.total);
     }
     fn end(&mut self) {}
-    fn log_event_training(&mut self, event: String) {
-        println!("{event}");
-    }
+    // Burn reports every iteration as an event; the progress lines already say it.
+    fn log_event_training(&mut self, _event: String) {}
 }
 
 impl EvaluationProgressLogger for PlainRenderer {
@@ -132,12 +135,13 @@ impl EvaluationProgressLogger for PlainRenderer {
         self.end_split();
     }
     fn end_global_progress(&mut self) {}
-    fn log_event_evaluation(&mut self, event: String) {
-        println!("{event}");
-    }
+    fn log_event_evaluation(&mut self, _event: String) {}
 }
 
 impl MetricsRenderer for PlainRenderer {
     fn manual_close(&mut self) {}
-    fn register_metric(&mut self, _definition: MetricDefinition) {}
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        self.names
+            .insert(definition.metric_id, definition.name.to_string());
+    }
 }

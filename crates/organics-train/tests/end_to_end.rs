@@ -13,7 +13,8 @@ fn run(task: Task, model: ModelKind, limit: usize, seq_hidden: Option<usize>) {
     if task == Task::Mnist {
         config = config
             .with_layers(vec![32, 16])
-            .with_learning_rate(Some(0.003));
+            .with_learning_rate(Some(0.003))
+            .with_learn_recurrence(true);
     }
     let results =
         organics_train::train(&config, &common::opts(dir.path(), false)).expect("training runs");
