@@ -128,7 +128,8 @@ impl FixedPointLayer {
         self.w_r_raw.as_ref().map(|v| spectral_normalize(v.val()))
     }
 
-    fn drive(&self, input: Tensor<2>) -> Drive {
+    /// The unit-norm input drive `z` and the input gain `b1` of each sample, `[batch, n]` each.
+    fn input_terms(&self, input: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let projected = input.clone().matmul(self.w_zx.val().transpose());
         // The clamp only guards an all-zero projection, which would otherwise give 0/0.
         let norm = projected
@@ -137,8 +138,12 @@ impl FixedPointLayer {
             .sum_dim(1)
             .sqrt()
             .clamp_min(1e-12);
-        let z = projected / norm;
         let b1 = activation::sigmoid(input.matmul(self.w_bx.val().transpose()));
+        (projected / norm, b1)
+    }
+
+    fn drive(&self, input: Tensor<2>) -> Drive {
+        let (z, b1) = self.input_terms(input);
         let b0 = activation::sigmoid(self.beta0.val()).unsqueeze::<2>();
         Drive {
             drive: b1 * z,
@@ -208,17 +213,8 @@ impl FixedPointLayer {
     pub fn circuits(&self, input: Tensor<2>) -> Result<Vec<Circuit>, ModelError> {
         let [batch, _] = input.dims();
         let n = self.size();
-        let projected = input.clone().matmul(self.w_zx.val().transpose());
-        let norm = projected
-            .clone()
-            .square()
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(1e-12);
-        let z = to_f64(projected / norm)?;
-        let b1 = to_f64(activation::sigmoid(
-            input.matmul(self.w_bx.val().transpose()),
-        ))?;
+        let (z, b1) = self.input_terms(input);
+        let (z, b1) = (to_f64(z)?, to_f64(b1)?);
         let b0 = DVector::from_vec(to_f64(activation::sigmoid(self.beta0.val()))?);
         let w = to_matrix(self.log_w.val().exp())?;
         let w_r = match self.recurrence() {

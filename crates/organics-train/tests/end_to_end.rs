@@ -9,6 +9,8 @@ fn run(task: Task, model: ModelKind, limit: usize, seq_hidden: Option<usize>) {
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = common::small(task, model, BackendKind::Ndarray)
         .with_train_limit(Some(limit))
+        // a few hundred optimizer steps in all: 2 epochs of limit / batch
+        .with_batch_size(if task == Task::Mnist { 16 } else { 8 })
         .with_hidden(seq_hidden);
     if task == Task::Mnist {
         config = config
@@ -40,25 +42,25 @@ fn run(task: Task, model: ModelKind, limit: usize, seq_hidden: Option<usize>) {
 
 #[test]
 fn static_organics_trains() {
-    run(Task::Mnist, ModelKind::Organics, 1024, None);
+    run(Task::Mnist, ModelKind::Organics, 2048, None);
 }
 
 #[test]
 fn static_mlp_trains() {
-    run(Task::Mnist, ModelKind::Mlp, 1024, None);
+    run(Task::Mnist, ModelKind::Mlp, 2048, None);
 }
 
 #[test]
 fn smnist_organics_trains() {
-    run(Task::Smnist, ModelKind::Organics, 256, Some(32));
+    run(Task::Smnist, ModelKind::Organics, 512, Some(32));
 }
 
 #[test]
 fn psmnist_organics_trains() {
-    run(Task::Psmnist, ModelKind::Organics, 256, Some(32));
+    run(Task::Psmnist, ModelKind::Organics, 512, Some(32));
 }
 
 #[test]
 fn smnist_lstm_trains() {
-    run(Task::Smnist, ModelKind::Lstm, 256, Some(32));
+    run(Task::Smnist, ModelKind::Lstm, 512, Some(32));
 }

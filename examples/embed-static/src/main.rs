@@ -46,32 +46,47 @@ fn batch(device: &Device, n: usize) -> (Tensor<2>, Tensor<1, Int>) {
     (x, labels.int())
 }
 
-fn main() -> std::process::ExitCode {
+/// Trains for `steps` steps; returns the first and the last loss.
+fn train(steps: usize) -> (f32, f32) {
     let device = Device::flex().autodiff();
     device.seed(1);
     let mut net = Net::new(&device);
     let mut optim = AdamConfig::new().init();
     let ce = CrossEntropyLossConfig::new().init(&device);
-    let mut first = None;
-    let mut last = 0.0;
-    for step in 0..60 {
+    let (mut first, mut last) = (f32::NAN, f32::NAN);
+    for step in 0..steps {
         let (x, y) = batch(&device, 64);
         let loss = ce.forward(net.forward(x), y);
-        let value: f32 = loss.clone().into_scalar();
-        first.get_or_insert(value);
-        last = value;
+        last = loss.clone().into_scalar();
+        if step == 0 {
+            first = last;
+        }
         if step % 10 == 0 {
-            println!("step {step:3}  loss {value:.4}");
+            println!("step {step:3}  loss {last:.4}");
         }
         let grads = GradientsParams::from_grads(loss.backward(), &net);
         net = optim.step(0.02, net, grads);
     }
-    let first = first.unwrap_or(f32::NAN);
+    (first, last)
+}
+
+fn main() -> std::process::ExitCode {
+    let (first, last) = train(60);
     println!("loss {first:.4} -> {last:.4}");
     if last < 0.5 * first {
         std::process::ExitCode::SUCCESS
     } else {
         eprintln!("error: the loss did not fall by half");
         std::process::ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// CI runs the example through this test (part of `cargo test --workspace`).
+    #[test]
+    fn the_example_learns() {
+        let (first, last) = super::train(60);
+        assert!(last < 0.5 * first, "loss {first} -> {last}");
     }
 }
