@@ -106,7 +106,7 @@ struct TrainArgs {
     /// Test on only the first N test images [default: all].
     #[arg(long)]
     test_limit: Option<usize>,
-    /// Where the run's files go [default: artifacts/<task>-<model>].
+    /// Where the run's files go (default: artifacts/TASK-MODEL, e.g. artifacts/mnist-organics).
     #[arg(long)]
     artifact_dir: Option<PathBuf>,
     /// Continue the run in --artifact-dir from its last complete checkpoint.

@@ -16,7 +16,7 @@
 //! repeat K times:  y ← (I − D(1 − √a) W_r)⁻¹ (b1 ⊙ z);   a ← σ² b0² + W (a ⊙ y²)
 //! ```
 //!
-//! unrolled, so gradients flow through every iteration (see [`crate::solve`] for the solve).
+//! unrolled, so gradients flow through every iteration (the `solve` module explains the differentiable solve).
 
 use burn::module::Param;
 use burn::prelude::*;
