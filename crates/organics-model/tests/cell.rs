@@ -1,19 +1,12 @@
 //! The dynamical cell and the sequence classifier (issue tests 4, 5 and 7).
 
+mod common;
+use common::values;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Gradients};
 use organics_model::{OrganicsCellConfig, OrganicsState, SeqClassifier, SeqClassifierConfig};
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data")
-        .into_iter()
-        .map(f64::from)
-        .collect()
-}
 
 /// Counts the parameters whose tensors require a gradient (exact on an autodiff device).
 struct TrainableCounter(usize);

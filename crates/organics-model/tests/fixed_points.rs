@@ -1,6 +1,9 @@
 //! The fixed points of the circuit against the math: closed form, Algorithm 1, long
 //! simulations and the stability theorem (issue tests 1, 2, 3 and 6).
 
+mod common;
+use common::values;
+
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -23,16 +26,6 @@ fn simulate_from_rest(c: &Circuit) -> CircuitState {
         sim.steps
     );
     sim.state
-}
-
-fn values(t: Tensor<2>) -> Vec<f64> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data")
-        .into_iter()
-        .map(f64::from)
-        .collect()
 }
 
 #[test]
@@ -291,7 +284,7 @@ fn fixed_point_layer_gradients_match_finite_differences() {
                     .val()
                     .grad(&grads)
                     .expect("gradient")
-                    .unsqueeze(),
+                    .unsqueeze::<2>(),
             ),
         ),
         ("log_w", grad_of(layer.log_w.val())),
@@ -309,7 +302,7 @@ fn fixed_point_layer_gradients_match_finite_differences() {
             tensor(u, [3, M], &plain),
             tensor(&weights_host, [3, N], &plain),
         );
-        values(l.unsqueeze())[0]
+        values(l.unsqueeze::<2>())[0]
     };
     // small enough that no sample crosses the kink of ⌊y⌋ (1e-2 does for one input here)
     let h = 3e-3;
