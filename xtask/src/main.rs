@@ -81,6 +81,9 @@ struct TrainArgs {
     /// Clip gradients to this norm (off by default, as in the paper).
     #[arg(long)]
     clip: Option<f64>,
+    /// Stop early once the validation accuracy has not improved for this many epochs.
+    #[arg(long)]
+    patience: Option<usize>,
     /// Hold the sequence cell's time constants fixed (paper's "fixed time constants" rows).
     #[arg(long)]
     fixed_time_constants: bool,
@@ -191,6 +194,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 .with_lr_gamma(a.lr_gamma)
                 .with_lr_step_epochs(a.lr_step)
                 .with_clip(a.clip)
+                .with_patience(a.patience)
                 .with_learn_time_constants(!a.fixed_time_constants)
                 .with_learn_recurrence(a.learned_recurrence)
                 .with_seed(a.seed)

@@ -65,6 +65,9 @@ pub struct TrainConfig {
     pub valid_limit: Option<usize>,
     /// Use only the first N test images. Default: all.
     pub test_limit: Option<usize>,
+    /// Stop once the validation accuracy has not improved for this many epochs. Default: off
+    /// (train all `epochs`). A resumed run starts counting afresh.
+    pub patience: Option<usize>,
     /// Backend the run was started on (not part of what must match on resume).
     #[config(default = "BackendKind::Flex")]
     pub backend: BackendKind,
@@ -110,6 +113,9 @@ impl TrainConfig {
         if self.hidden == Some(0) || self.layers.contains(&0) || self.layers.is_empty() {
             return bad("hidden and layer sizes must be at least 1".into());
         }
+        if self.patience == Some(0) {
+            return bad("patience must be at least 1 epoch".into());
+        }
         if self.lr_step_epochs == 0 {
             return bad("lr step must be at least 1 epoch".into());
         }
@@ -125,12 +131,13 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Whether `other` describes the same run (all but the backend and the epoch count,
-    /// which a resumed run may change).
+    /// Whether `other` describes the same run (all but the backend, the epoch count and the
+    /// patience, which a resumed run may change).
     pub fn same_run(&self, other: &TrainConfig) -> bool {
         let strip = |c: &TrainConfig| TrainConfig {
             backend: BackendKind::Flex,
             epochs: 1,
+            patience: None,
             ..c.clone()
         };
         strip(self) == strip(other)

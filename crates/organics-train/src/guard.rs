@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use burn::tensor::TensorReadError;
+use burn::train::Interrupter;
 use burn::train::metric::{Adaptor, Metric, MetricMetadata, MetricName, SerializedEntry};
-use burn::train::{ClassificationOutput, Interrupter};
+
+use crate::output::StepOutput;
 
 /// Where the guard records the first bad step: `(loss, epoch, iteration)`.
 pub type Divergence = Arc<Mutex<Option<(f64, usize, usize)>>>;
@@ -16,10 +18,10 @@ pub struct GuardInput {
     loss: Tensor<1>,
 }
 
-impl Adaptor<GuardInput> for ClassificationOutput {
+impl Adaptor<GuardInput> for StepOutput {
     fn adapt(&self) -> GuardInput {
         GuardInput {
-            loss: self.loss.clone(),
+            loss: self.class.loss.clone(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod guard;
 pub mod models;
 pub mod options;
+pub mod output;
 pub mod progress;
 pub mod results;
 pub mod train;

@@ -3,12 +3,15 @@
 //! The model crate stays free of burn-train; these thin wrappers add the loss and the
 //! `TrainStep` / `InferenceStep` the Learner needs.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+
+use crate::output::StepOutput;
 use organics_data::{SequenceBatch, StaticBatch};
 use organics_model::{SeqClassifier, StaticClassifier};
 
@@ -105,6 +108,45 @@ pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
     fn num_trainable_params(&self) -> usize {
         self.num_params()
     }
+    /// Whether [`HarnessModel::probe_stability`] measures anything for this model.
+    fn has_stability_probe(&self) -> bool {
+        false
+    }
+    /// The largest real part of the Jacobian's eigenvalues at the fixed points of the first
+    /// [`PROBE_IMAGES`] images of a batch, per layer (static ORGaNICs only).
+    fn probe_stability(&self, _batch: &Self::Batch) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+/// Images of each validation batch whose fixed points the stability probe analyses. The
+/// validation set is not shuffled, so these are the same images every epoch (48 of the
+/// 3,000 at batch 256); each costs one 2n x 2n eigenvalue problem per layer on the host.
+pub const PROBE_IMAGES: usize = 4;
+
+/// Sums the squares of every parameter gradient.
+struct SquaredGradNorm<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredGradNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+/// The global L2 norm of the gradients, the quantity gradient clipping would act on.
+pub fn grad_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+    let mut visitor = SquaredGradNorm { grads, total: None };
+    model.visit(&mut visitor);
+    visitor.total.map(|t| t.sqrt())
 }
 
 impl HarnessModel for SeqOrganics {
@@ -131,6 +173,26 @@ impl HarnessModel for StaticOrganics {
         let mse = (out.reconstruction - b.images).square().mean();
         classification(out.logits, b.targets, Some(mse))
     }
+    fn has_stability_probe(&self) -> bool {
+        true
+    }
+    fn probe_stability(&self, b: &StaticBatch) -> Option<Vec<f64>> {
+        let [batch, _] = b.images.dims();
+        let probe = b.images.clone().slice([0..batch.min(PROBE_IMAGES)]);
+        let inputs = self.inner.layer_inputs(probe);
+        self.inner
+            .layers
+            .iter()
+            .zip(inputs)
+            .map(|(layer, input)| {
+                // A failed solve (singular system) is reported as +inf: not stable.
+                let leading = layer
+                    .max_real_eigenvalues(input)
+                    .unwrap_or_else(|_| vec![f64::INFINITY]);
+                Some(leading.into_iter().fold(f64::NEG_INFINITY, f64::max))
+            })
+            .collect()
+    }
 }
 
 impl HarnessModel for StaticMlp {
@@ -144,17 +206,23 @@ macro_rules! steps {
     ($($model:ty),*) => {$(
         impl TrainStep for $model {
             type Input = <$model as HarnessModel>::Batch;
-            type Output = ClassificationOutput;
-            fn step(&self, batch: Self::Input) -> TrainOutput<ClassificationOutput> {
+            type Output = StepOutput;
+            fn step(&self, batch: Self::Input) -> TrainOutput<StepOutput> {
                 let item = self.classify(batch);
-                TrainOutput::new(self, item.loss.backward(), item)
+                let grads = GradientsParams::from_grads(item.loss.backward(), self);
+                let grad_norm = grad_norm(self, &grads);
+                TrainOutput {
+                    grads,
+                    item: StepOutput::train(item, grad_norm),
+                }
             }
         }
         impl InferenceStep for $model {
             type Input = <$model as HarnessModel>::Batch;
-            type Output = ClassificationOutput;
-            fn step(&self, batch: Self::Input) -> ClassificationOutput {
-                self.classify(batch)
+            type Output = StepOutput;
+            fn step(&self, batch: Self::Input) -> StepOutput {
+                let stability = self.probe_stability(&batch);
+                StepOutput::valid(self.classify(batch), stability)
             }
         }
     )*};

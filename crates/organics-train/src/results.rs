@@ -26,7 +26,7 @@ pub struct RunResults {
     pub dataset: String,
     /// Backend of this invocation.
     pub backend: BackendKind,
-    /// Epochs trained in total.
+    /// Epochs trained in total (fewer than configured when early stopping ended the run).
     pub epochs: usize,
     /// The checkpoint this invocation resumed from, if any.
     pub resumed_from_epoch: Option<usize>,
@@ -54,6 +54,19 @@ pub struct RunResults {
     pub valid_accuracy: Vec<Option<f64>>,
     /// Mean training loss per epoch.
     pub train_loss: Vec<Option<f64>>,
+    /// The largest global gradient norm of any training step logged in the run's folder
+    /// (training uses no clipping unless `--clip` is given).
+    #[serde(default)]
+    pub max_grad_norm: Option<f64>,
+    /// Static ORGaNICs: per epoch, the largest real part of the Jacobian's eigenvalues at the
+    /// fixed points of the validation probe images, over all layers (negative: stable).
+    #[serde(default)]
+    pub max_real_eigenvalue: Vec<Option<f64>>,
+}
+
+/// Burn's log file of a metric (spaces in the name become underscores).
+fn log_file(metric: &str) -> String {
+    format!("{}.log", metric.replace(' ', "_"))
 }
 
 /// The mean of a metric over an epoch, from Burn's `<split>/epoch-N/<Metric>.log` files
@@ -64,7 +77,7 @@ pub fn read_epoch_metric(dir: &Path, split: &str, metric: &str, epochs: usize) -
             let path = dir
                 .join(split)
                 .join(format!("epoch-{epoch}"))
-                .join(format!("{metric}.log"));
+                .join(log_file(metric));
             let text = std::fs::read_to_string(path).ok()?;
             let (mut sum, mut weight) = (0.0, 0.0);
             for line in text.lines() {
@@ -80,4 +93,47 @@ pub fn read_epoch_metric(dir: &Path, split: &str, metric: &str, epochs: usize) -
             (weight > 0.0).then(|| sum / weight)
         })
         .collect()
+}
+
+/// The largest value of a metric logged in each epoch (a NaN anywhere makes it NaN), from
+/// the same log files as [`read_epoch_metric`], for epochs 1..=epochs.
+pub fn read_epoch_max(dir: &Path, split: &str, metric: &str, epochs: usize) -> Vec<Option<f64>> {
+    (1..=epochs)
+        .map(|epoch| {
+            let path = dir
+                .join(split)
+                .join(format!("epoch-{epoch}"))
+                .join(log_file(metric));
+            let text = std::fs::read_to_string(path).ok()?;
+            text.lines()
+                .filter_map(|line| line.split(',').next()?.trim().parse::<f64>().ok())
+                .reduce(|a, b| {
+                    if a.is_nan() || b.is_nan() {
+                        f64::NAN
+                    } else {
+                        a.max(b)
+                    }
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_max_reads_every_line_and_keeps_nan() {
+        let dir = std::env::temp_dir().join(format!("organics-max-{}", std::process::id()));
+        for (epoch, text) in [(1, "0.5\n2.5\n1.0\n"), (2, "1.0\nNaN\n3.0\n")] {
+            let d = dir.join("train").join(format!("epoch-{epoch}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("Grad_norm.log"), text).unwrap();
+        }
+        let max = read_epoch_max(&dir, "train", "Grad norm", 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(max[0], Some(2.5));
+        assert!(max[1].is_some_and(f64::is_nan));
+        assert_eq!(max[2], None);
+    }
 }

@@ -13,9 +13,11 @@ use burn::lr_scheduler::step::StepLrSchedulerConfig;
 use burn::optim::AdamConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::prelude::*;
+use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{
-    ClassificationOutput, InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep,
+    InferenceStep, Interrupter, Learner, MetricEarlyStoppingStrategy, StoppingCondition,
+    SupervisedTraining, TrainStep,
 };
 use organics_data::{
     DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
@@ -28,6 +30,7 @@ use crate::error::{TrainError, file_err};
 use crate::guard::{Divergence, FiniteLossGuard};
 use crate::models::HarnessModel;
 use crate::options::Task;
+use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric, StepOutput};
 use crate::results::{RunResults, TestScore};
 
 /// Builds the model and batcher of `config` on `device` and evaluates `body` with them
@@ -187,7 +190,7 @@ fn describe_difference(a: &TrainConfig, b: &TrainConfig) -> String {
     let mut diffs = Vec::new();
     if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
         for (k, va) in a {
-            if k == "backend" || k == "epochs" {
+            if k == "backend" || k == "epochs" || k == "patience" {
                 continue;
             }
             if b.get(k) != Some(va) {
@@ -248,8 +251,8 @@ fn fit<M, Bt>(
 ) -> Result<RunResults, TrainError>
 where
     M: HarnessModel
-        + TrainStep<Input = <M as HarnessModel>::Batch, Output = ClassificationOutput>
-        + InferenceStep<Input = <M as HarnessModel>::Batch, Output = ClassificationOutput>
+        + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+        + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
         + core::fmt::Display,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
 {
@@ -261,6 +264,7 @@ where
         .cloned()
         .ok_or_else(|| TrainError::Training("model has no device".into()))?;
     let params = model.num_trainable_params();
+    let has_probe = model.has_stability_probe();
     let train_samples = data.train.len();
     let iterations_per_epoch = train_samples.div_ceil(config.batch_size);
 
@@ -300,6 +304,7 @@ where
     let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
+        .metric_train_numeric(MaxMetric::grad_norm())
         .metric_train(FiniteLossGuard::new(
             interrupter.clone(),
             divergence.clone(),
@@ -314,6 +319,18 @@ where
         .with_interrupter(interrupter)
         .with_application_logger(None)
         .num_epochs(config.epochs);
+    if let Some(n_epochs) = config.patience {
+        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
+            &AccuracyMetric::new(),
+            Aggregate::Mean,
+            Direction::Highest,
+            Split::Valid,
+            StoppingCondition::NoImprovementSince { n_epochs },
+        ));
+    }
+    if model.has_stability_probe() {
+        training = training.metric_valid_numeric(MaxMetric::stability());
+    }
     if opts.plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         training = training.renderer(Box::new(crate::progress::PlainRenderer::new()));
     }
@@ -353,16 +370,17 @@ where
         &device.inner(),
     )?;
     let wall = start.elapsed().as_secs_f64();
-    let epochs_run = config
-        .epochs
-        .saturating_sub(resume_from.unwrap_or(0))
-        .max(1);
+    // Early stopping may end the run before `config.epochs`.
+    let last_epoch = last_complete_epoch(&checkpoints)
+        .unwrap_or(config.epochs)
+        .min(config.epochs);
+    let epochs_run = last_epoch.saturating_sub(resume_from.unwrap_or(0)).max(1);
     let results = RunResults {
         task: config.task,
         model: config.model,
         dataset: config.dataset.clone(),
         backend: config.backend,
-        epochs: config.epochs,
+        epochs: last_epoch,
         resumed_from_epoch: resume_from,
         train_samples,
         params,
@@ -380,6 +398,15 @@ where
             .map(|a| a.map(|v| v / 100.0))
             .collect(),
         train_loss: crate::results::read_epoch_metric(dir, "train", "Loss", config.epochs),
+        max_grad_norm: crate::results::read_epoch_max(dir, "train", GRAD_NORM, config.epochs)
+            .into_iter()
+            .flatten()
+            .reduce(f64::max),
+        max_real_eigenvalue: if has_probe {
+            crate::results::read_epoch_max(dir, "valid", MAX_REAL_EIGENVALUE, config.epochs)
+        } else {
+            Vec::new()
+        },
     };
     write_json(&dir.join(files::RESULTS), &results)?;
     Ok(results)
