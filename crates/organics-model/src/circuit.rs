@@ -165,19 +165,35 @@ impl Circuit {
         Ok(out)
     }
 
-    /// The Jacobian of the main model's vector field at a state (paper Section 3), 2n x 2n,
-    /// ordered `(y, a)`:
+    /// The Jacobian of the vector field at a state (paper Section 3), 2n x 2n, ordered
+    /// `(y, a)`. Main model, with `g = 1 − √⌊a⌋` and `r = W_r y`:
     ///
     /// ```text
-    /// ∂ẏ/∂y = D(1/τ_y) (−I + D(g) W_r),           g = 1 − √⌊a⌋
-    /// ∂ẏ/∂a = D(1/τ_y) D(−(W_r y) / (2√a))        (a > 0; 0 where a <= 0)
+    /// ∂ẏ/∂y = D(1/τ_y) (−I + D(g) W_r)
+    /// ∂ẏ/∂a = D(1/τ_y) D(−r / (2√a))              (a > 0; 0 where a <= 0)
     /// ∂ȧ/∂y = D(1/τ_a) W D(2 y ⊙ ⌊a⌋)
     /// ∂ȧ/∂a = D(1/τ_a) (−I + W D(y² ⊙ 1[a > 0]))
     /// ```
+    ///
+    /// The rectified model replaces `r` by `⌊W_r y⌋` (so `W_r`'s rows count only where
+    /// `W_r y > 0`) and `y` by `⌊y⌋` in the `a` equation.
     pub fn jacobian(&self, state: &CircuitState) -> DMatrix<f64> {
         let n = self.size();
         let (y, a) = (&state.y, &state.a);
         let wr_y = &self.w_r * y;
+        let (recurrent, active_row): (DVector<f64>, DVector<f64>) = if self.rectified {
+            (
+                wr_y.map(relu),
+                wr_y.map(|v| if v > 0.0 { 1.0 } else { 0.0 }),
+            )
+        } else {
+            (wr_y.clone(), DVector::from_element(n, 1.0))
+        };
+        let y_eff = if self.rectified {
+            y.map(relu)
+        } else {
+            y.clone()
+        };
         let mut j = DMatrix::<f64>::zeros(2 * n, 2 * n);
         for i in 0..n {
             let gate = 1.0 - relu(a[i]).sqrt();
@@ -185,13 +201,14 @@ impl Circuit {
             let inv_ta = 1.0 / self.tau_a[i];
             for k in 0..n {
                 let delta = if i == k { 1.0 } else { 0.0 };
-                j[(i, k)] = inv_ty * (-delta + gate * self.w_r[(i, k)]);
-                j[(n + i, k)] = inv_ta * self.w[(i, k)] * 2.0 * y[k] * relu(a[k]);
+                j[(i, k)] = inv_ty * (-delta + gate * active_row[i] * self.w_r[(i, k)]);
+                j[(n + i, k)] = inv_ta * self.w[(i, k)] * 2.0 * y_eff[k] * relu(a[k]);
                 let active = if a[k] > 0.0 { 1.0 } else { 0.0 };
-                j[(n + i, n + k)] = inv_ta * (-delta + self.w[(i, k)] * y[k] * y[k] * active);
+                j[(n + i, n + k)] =
+                    inv_ta * (-delta + self.w[(i, k)] * y_eff[k] * y_eff[k] * active);
             }
             j[(i, n + i)] = if a[i] > 0.0 {
-                inv_ty * (-wr_y[i] / (2.0 * a[i].sqrt()))
+                inv_ty * (-recurrent[i] / (2.0 * a[i].sqrt()))
             } else {
                 0.0
             };
@@ -286,8 +303,9 @@ mod tests {
     #[test]
     fn analytic_jacobian_matches_finite_differences() {
         let mut rng = SplitMix64::new(7);
-        for _ in 0..20 {
-            let c = Circuit::random(6, Some(1.5), &mut rng);
+        for trial in 0..40 {
+            let mut c = Circuit::random(6, Some(1.5), &mut rng);
+            c.rectified = trial % 2 == 1;
             let s = state(&c, &mut rng);
             let j = c.jacobian(&s);
             let n = c.size();

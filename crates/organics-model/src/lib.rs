@@ -11,7 +11,8 @@
 //!   `W_r = I` and paper Algorithm 1 otherwise (static MNIST).
 //! - [`SeqClassifier`], [`StaticClassifier`]: the paper's classifiers.
 //! - [`circuit`], [`stability`]: the continuous-time circuit on the host, its Jacobian and
-//!   the eigenvalue with the largest real part.
+//!   the eigenvalue with the largest real part; [`planar`]: the 2-D circuit's fixed points
+//!   and nullclines; [`experiments`]: the paper's random-circuit experiments.
 //!
 //! The crate depends on `burn` without any backend feature: pick the backend in your own
 //! crate and pass its `Device`.
@@ -32,9 +33,11 @@ pub mod cell;
 pub mod circuit;
 pub mod classifier;
 pub mod error;
+pub mod experiments;
 pub mod fixed_point;
 mod host;
 mod init;
+pub mod planar;
 pub mod rnn;
 mod solve;
 mod spectral;
@@ -50,6 +53,7 @@ pub use error::ModelError;
 pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig};
 /// The linear algebra crate of the host-side tools, re-exported so users need no own copy.
 pub use nalgebra;
+pub use planar::{PlanarCircuit, PlanarFixedPoint};
 pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
 pub use time_constant::TimeConstant;
 
