@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model; writes config, checkpoints, metrics and results.json to --artifact-dir.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Score a trained run on the test set (same data, split and permutation).
     Eval(EvalArgs),
     /// Time training steps on random data of the real shape; prints one JSON line.

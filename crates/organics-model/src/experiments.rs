@@ -67,7 +67,11 @@ pub fn simulate_to_rest(c: &Circuit) -> Option<CircuitState> {
 
 /// The fixed point of one circuit: closed form for `W_r = I`, else Algorithm 1 (`iterations`
 /// rounds) when its result is a fixed point, else a long simulation.
-pub fn classify(c: &Circuit, identity: bool, iterations: usize) -> Result<TrialOutcome, ModelError> {
+pub fn classify(
+    c: &Circuit,
+    identity: bool,
+    iterations: usize,
+) -> Result<TrialOutcome, ModelError> {
     let by_algorithm = if identity {
         Some(c.closed_form_fixed_point())
     } else {

@@ -131,7 +131,7 @@ impl PlanarCircuit {
             return None;
         }
         let root = 1.0 - (y - self.b1 * self.z) / r;
-        (root >= 0.0).then(|| root * root)
+        (root >= 0.0).then_some(root * root)
     }
 
     /// `h(y)`: `dy/dt · τ_y` on the `a`-nullcline; its roots are the fixed points.
@@ -200,7 +200,7 @@ impl PlanarCircuit {
         for _ in 0..100 {
             let mid = 0.5 * (lo + hi);
             match self.h(mid) {
-                Some(h) if h == 0.0 => return mid,
+                Some(0.0) => return mid,
                 Some(h) if h.signum() == h_lo.signum() => lo = mid,
                 _ => hi = mid,
             }
@@ -254,7 +254,10 @@ mod tests {
         for c in grid(&[0.5, 2.0], false).into_iter().step_by(7) {
             for fp in c.fixed_points().unwrap() {
                 let (dy, da) = c.drift(fp.y, fp.a);
-                assert!(dy.abs() * c.tau_y < 1e-9 && da.abs() * c.tau_a < 1e-9, "{c:?}");
+                assert!(
+                    dy.abs() * c.tau_y < 1e-9 && da.abs() * c.tau_a < 1e-9,
+                    "{c:?}"
+                );
             }
         }
     }
@@ -288,7 +291,9 @@ mod tests {
     #[test]
     fn figure_1_cases() {
         // (w_r, σ) = (0.5, 0.1): one stable fixed point; (2.0, 0.1): three in the main model
-        let one = PlanarCircuit::figure1(0.5, 0.1, false).fixed_points().unwrap();
+        let one = PlanarCircuit::figure1(0.5, 0.1, false)
+            .fixed_points()
+            .unwrap();
         assert_eq!(one.len(), 1);
         assert!(one[0].is_stable());
         let three = PlanarCircuit::figure1(2.0, 0.1, false)
@@ -298,8 +303,13 @@ mod tests {
         assert!(three.iter().any(|f| f.is_stable()));
         // the rectified model has no unstable fixed point for positive input (Appendix F)
         for (w_r, sigma) in [(0.5, 0.1), (2.0, 0.1), (2.0, 1.0)] {
-            let fps = PlanarCircuit::figure1(w_r, sigma, true).fixed_points().unwrap();
-            assert!(!fps.is_empty() && fps.iter().all(|f| f.is_stable()), "{fps:?}");
+            let fps = PlanarCircuit::figure1(w_r, sigma, true)
+                .fixed_points()
+                .unwrap();
+            assert!(
+                !fps.is_empty() && fps.iter().all(|f| f.is_stable()),
+                "{fps:?}"
+            );
         }
     }
 

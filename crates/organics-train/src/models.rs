@@ -178,7 +178,7 @@ impl HarnessModel for StaticOrganics {
     }
     fn probe_stability(&self, b: &StaticBatch) -> Option<Vec<f64>> {
         let [batch, _] = b.images.dims();
-        let probe = b.images.clone().slice([0..batch.min(PROBE_IMAGES)]);
+        let probe = b.images.clone().narrow(0, 0, batch.min(PROBE_IMAGES));
         let inputs = self.inner.layer_inputs(probe);
         self.inner
             .layers
