@@ -30,6 +30,47 @@ enum Command {
     Eval(EvalArgs),
     /// Time training steps on random data of the real shape; prints one JSON line.
     Bench(BenchArgs),
+    /// Stability experiments on random circuits; prints a table and writes JSON.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
+}
+
+#[derive(Subcommand)]
+enum AnalyzeCommand {
+    /// Fraction of random circuits with a stable fixed point: W_r = I (Theorem 4.1) and
+    /// general W_r of spectral norm 1, 2, 3 (Conjecture 5.3).
+    Theorem {
+        /// Principal neurons per circuit.
+        #[arg(long, default_value_t = 10)]
+        n: usize,
+        /// Circuits per case.
+        #[arg(long, default_value_t = 1000)]
+        trials: usize,
+        /// Seed of the random circuits.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where the JSON goes.
+        #[arg(long, default_value = "docs/analysis/theorem.json")]
+        out: PathBuf,
+    },
+    /// Algorithm 1's error per iteration against a long simulation (paper Fig. 4).
+    Convergence {
+        /// Principal neurons per circuit (and as many modulators).
+        #[arg(long, default_value_t = 10)]
+        n: usize,
+        /// Random circuits.
+        #[arg(long, default_value_t = 1000)]
+        trials: usize,
+        /// Iterations of Algorithm 1.
+        #[arg(long, default_value_t = 10)]
+        iterations: usize,
+        /// Seed of the random circuits.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where the JSON goes.
+        #[arg(long, default_value = "docs/analysis/convergence.json")]
+        out: PathBuf,
+    },
 }
 
 fn parse<T: std::str::FromStr<Err = TrainError>>(s: &str) -> Result<T, String> {
@@ -244,6 +285,33 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 "{}",
                 serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?
             );
+        }
+        Command::Analyze(AnalyzeCommand::Theorem {
+            n,
+            trials,
+            seed,
+            out,
+        }) => {
+            let rows = organics_train::analyze::theorem(n, trials, seed)?;
+            print!("{}", organics_train::analyze::theorem_table(&rows));
+            organics_train::analyze::write_report(&out, &rows)?;
+            println!("written to {}", out.display());
+        }
+        Command::Analyze(AnalyzeCommand::Convergence {
+            n,
+            trials,
+            iterations,
+            seed,
+            out,
+        }) => {
+            let report = organics_train::analyze::convergence(n, trials, iterations, seed)?;
+            println!(
+                "{} trials ({} skipped: simulation did not settle)",
+                report.trials, report.skipped
+            );
+            print!("{}", organics_train::analyze::convergence_table(&report));
+            organics_train::analyze::write_report(&out, &report)?;
+            println!("written to {}", out.display());
         }
     }
     Ok(())

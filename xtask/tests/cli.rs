@@ -145,3 +145,43 @@ fn help_documents_the_flags() {
         assert!(text.contains(flag), "train --help lacks {flag}");
     }
 }
+
+#[test]
+fn analyze_commands_write_decodable_json() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let theorem = tmp.path().join("out/theorem.json");
+    let (code, err) = xtask(&[
+        "analyze",
+        "theorem",
+        "--trials",
+        "10",
+        "--out",
+        theorem.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&theorem).expect("written")).expect("json");
+    assert_eq!(rows.as_array().map(Vec::len), Some(4));
+    // W_r = I: every circuit stable (Theorem 4.1)
+    assert_eq!(rows[0]["stable"], 10);
+
+    let conv = tmp.path().join("conv.json");
+    let (code, err) = xtask(&[
+        "analyze",
+        "convergence",
+        "--trials",
+        "5",
+        "--iterations",
+        "4",
+        "--out",
+        conv.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conv).expect("written")).expect("json");
+    assert_eq!(report["mean"].as_array().map(Vec::len), Some(4));
+
+    let (code, err) = xtask(&["analyze", "theorem", "--trials", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("at least 1"), "{err}");
+}

@@ -65,14 +65,17 @@ pub fn simulate_to_rest(c: &Circuit) -> Option<CircuitState> {
     (residual(c, &sim.state) < FIXED_POINT_TOL).then_some(sim.state)
 }
 
-/// The fixed point of one circuit: closed form for `W_r = I`, else Algorithm 1 (`iterations`
-/// rounds) when its result is a fixed point, else a long simulation.
+/// Whether the circuit has a stable fixed point, and how it was found: closed form for
+/// `W_r = I`; otherwise Algorithm 1 (`iterations` rounds) when its result is a fixed
+/// point. When that point is missing or unstable, a long simulation from rest looks for
+/// another one (a general `W_r` can have several fixed points; Conjecture 5.3 asks whether
+/// a stable one exists).
 pub fn classify(
     c: &Circuit,
     identity: bool,
     iterations: usize,
 ) -> Result<TrialOutcome, ModelError> {
-    let by_algorithm = if identity {
+    let found = if identity {
         Some(c.closed_form_fixed_point())
     } else {
         c.algorithm1(iterations)
@@ -80,17 +83,32 @@ pub fn classify(
             .and_then(|states| states.last().cloned())
             .filter(|s| residual(c, s) < FIXED_POINT_TOL)
     };
-    let (state, by_algorithm) = match by_algorithm {
-        Some(s) => (s, true),
-        None => match simulate_to_rest(c) {
-            Some(s) => (s, false),
-            None => return Ok(TrialOutcome::NotFound),
-        },
+    let by_algorithm = match found {
+        Some(s) => Some(TrialOutcome::FixedPoint {
+            max_real: max_real_eigenvalue(c, &s)?,
+            by_algorithm: true,
+        }),
+        None => None,
     };
-    Ok(TrialOutcome::FixedPoint {
-        max_real: max_real_eigenvalue(c, &state)?,
-        by_algorithm,
-    })
+    if let Some(outcome) = by_algorithm
+        && (outcome.is_stable() || identity)
+    {
+        return Ok(outcome);
+    }
+    match simulate_to_rest(c) {
+        Some(s) => {
+            let max_real = max_real_eigenvalue(c, &s)?;
+            match by_algorithm {
+                // keep Algorithm 1's (unstable) point unless simulation found a stable one
+                Some(outcome) if max_real >= 0.0 => Ok(outcome),
+                _ => Ok(TrialOutcome::FixedPoint {
+                    max_real,
+                    by_algorithm: false,
+                }),
+            }
+        }
+        None => Ok(by_algorithm.unwrap_or(TrialOutcome::NotFound)),
+    }
 }
 
 /// Counts of a stability experiment.
@@ -106,7 +124,8 @@ pub struct StabilitySummary {
     pub unstable: usize,
     /// Trials where no fixed point was reached.
     pub not_found: usize,
-    /// Trials whose fixed point came from a long simulation (Algorithm 1 did not settle).
+    /// Trials whose fixed point came from a long simulation (Algorithm 1 did not settle, or
+    /// settled on an unstable point).
     pub by_simulation: usize,
     /// The largest real part over all trials with a fixed point.
     pub worst_max_real: f64,
@@ -232,8 +251,9 @@ mod tests {
 
     #[test]
     fn an_unstable_circuit_is_counted_as_such() {
-        // W_r = 3 I with strong input: the gate 1 − √a stays large, so y runs away
-        // from the only fixed point Algorithm 1 can give, which must then be unstable.
+        // W_r = 3 I with weak normalization: Algorithm 1 lands on a saddle (the gate
+        // 1 − √a stays near 1, so ∂ẏ/∂y ≈ 2/τ_y > 0), and simulation from rest finds no
+        // stable point either within reach.
         let mut rng = SplitMix64::new(5);
         let mut c = Circuit::random(4, None, &mut rng);
         c.w_r *= 3.0;

@@ -5,6 +5,7 @@
 //! with Burn's Learner, on any backend chosen at run time: atomic per-epoch checkpoints,
 //! `--resume`, a non-finite-loss guard, `results.json` per run.
 
+pub mod analyze;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

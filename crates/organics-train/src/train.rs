@@ -137,7 +137,7 @@ pub fn read_config(dir: &Path) -> Result<TrainConfig, TrainError> {
     })
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::File {
         path: path.into(),
         message: e.to_string(),
