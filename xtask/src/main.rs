@@ -33,6 +33,21 @@ enum Command {
     /// Stability experiments on random circuits; prints a table and writes JSON.
     #[command(subcommand)]
     Analyze(AnalyzeCommand),
+    /// Figures as SVG.
+    #[command(subcommand)]
+    Plot(PlotCommand),
+}
+
+#[derive(Subcommand)]
+enum PlotCommand {
+    /// Phase portraits of the 2-D circuit (one y, one a): flow field, nullclines, fixed
+    /// points (filled: stable, hollow: unstable) for the paper's three parameter sets, main
+    /// and rectified model (paper Fig. 1).
+    Phase {
+        /// Where the SVG goes.
+        #[arg(long, default_value = "docs/phase-portraits.svg")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +326,19 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             );
             print!("{}", organics_train::analyze::convergence_table(&report));
             organics_train::analyze::write_report(&out, &report)?;
+            println!("written to {}", out.display());
+        }
+        Command::Plot(PlotCommand::Phase { out }) => {
+            let marked = organics_train::phase_plot::phase_portraits(&out)?;
+            for m in &marked {
+                println!(
+                    "{:<32} fixed point y = {:>8.4}, a = {:>8.4}: {}",
+                    m.panel,
+                    m.y,
+                    m.a,
+                    if m.stable { "stable" } else { "unstable" }
+                );
+            }
             println!("written to {}", out.display());
         }
     }

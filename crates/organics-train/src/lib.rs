@@ -15,6 +15,7 @@ pub mod guard;
 pub mod models;
 pub mod options;
 pub mod output;
+pub mod phase_plot;
 pub mod progress;
 pub mod results;
 pub mod train;
