@@ -48,6 +48,18 @@ enum PlotCommand {
         #[arg(long, default_value = "docs/phase-portraits.svg")]
         out: PathBuf,
     },
+    /// Validation-accuracy learning curves of finished runs, one line per --artifact-dir.
+    Curves {
+        /// A run's artifact directory (repeat for several runs).
+        #[arg(long = "artifact-dir", required = true)]
+        artifact_dirs: Vec<PathBuf>,
+        /// Figure title.
+        #[arg(long, default_value = "Validation accuracy")]
+        title: String,
+        /// Where the SVG goes.
+        #[arg(long, default_value = "docs/learning-curves.svg")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -326,6 +338,14 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             );
             print!("{}", organics_train::analyze::convergence_table(&report));
             organics_train::analyze::write_report(&out, &report)?;
+            println!("written to {}", out.display());
+        }
+        Command::Plot(PlotCommand::Curves {
+            artifact_dirs,
+            title,
+            out,
+        }) => {
+            organics_train::curves_plot::learning_curves(&artifact_dirs, &title, &out)?;
             println!("written to {}", out.display());
         }
         Command::Plot(PlotCommand::Phase { out }) => {

@@ -1,0 +1,138 @@
+//! `cargo xtask plot curves`: validation-accuracy learning curves of finished runs, as SVG.
+
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+
+use crate::error::TrainError;
+use crate::results::RunResults;
+
+/// Draws the per-epoch validation accuracy of each run's `results.json` into `out`.
+pub fn learning_curves(runs: &[PathBuf], title: &str, out: &Path) -> Result<(), TrainError> {
+    if runs.is_empty() {
+        return Err(TrainError::Invalid(
+            "give at least one --artifact-dir".into(),
+        ));
+    }
+    let mut curves = Vec::new();
+    for dir in runs {
+        let path = dir.join("results.json");
+        let text = std::fs::read_to_string(&path).map_err(crate::error::file_err(&path))?;
+        let r: RunResults = serde_json::from_str(&text).map_err(|e| TrainError::File {
+            path: path.clone(),
+            message: format!("not a results.json: {e}"),
+        })?;
+        let points: Vec<(f64, f64)> = r
+            .valid_accuracy
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.map(|a| ((i + 1) as f64, 100.0 * a)))
+            .collect();
+        let name = dir
+            .file_name()
+            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+        curves.push((name, points));
+    }
+    let epochs = curves
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(e, _)| *e))
+        .fold(1.0f64, f64::max);
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
+    }
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| TrainError::File {
+        path: out.into(),
+        message: format!("drawing the figure: {e}"),
+    };
+    let root = SVGBackend::new(out, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(1.0..epochs.max(2.0), 0.0..100.0)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("validation accuracy (%)")
+        .draw()
+        .map_err(err)?;
+    for (k, (name, points)) in curves.into_iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, color.filled())),
+            )
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{BackendKind, ModelKind, Task};
+
+    #[test]
+    fn curves_of_a_run_make_valid_svg_and_bad_dirs_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run-a");
+        std::fs::create_dir_all(&run).unwrap();
+        let r = RunResults {
+            task: Task::Mnist,
+            model: ModelKind::Mlp,
+            dataset: "mnist".into(),
+            backend: BackendKind::Flex,
+            epochs: 3,
+            resumed_from_epoch: None,
+            train_samples: 10,
+            params: 1,
+            hidden: 50,
+            test_samples: 10,
+            test_accuracy: 0.5,
+            test_loss: 1.0,
+            wall_seconds: 1.0,
+            seconds_per_epoch: 0.3,
+            seed: 42,
+            permutation_seed: None,
+            valid_accuracy: vec![Some(0.3), None, Some(0.6)],
+            train_loss: vec![Some(2.0); 3],
+            max_grad_norm: Some(1.0),
+            max_real_eigenvalue: Vec::new(),
+        };
+        std::fs::write(run.join("results.json"), serde_json::to_string(&r).unwrap()).unwrap();
+        let out = dir.path().join("figs/curves.svg");
+        learning_curves(std::slice::from_ref(&run), "test", &out).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let doc = roxmltree::Document::parse(&text).expect("decodable SVG");
+        assert!(
+            doc.descendants()
+                .any(|n| n.text().map(str::trim) == Some("run-a"))
+        );
+        // two measured epochs, two markers
+        let markers = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .count();
+        assert_eq!(markers, 2);
+        assert!(learning_curves(&[dir.path().join("missing")], "t", &out).is_err());
+        assert!(learning_curves(&[], "t", &out).is_err());
+    }
+}
