@@ -109,6 +109,16 @@ impl Adaptor<StabilityInput> for StepOutput {
     }
 }
 
+/// The larger of two values, NaN if either is NaN: a NaN norm or eigenvalue must show, not
+/// vanish in a maximum (`f64::max` would drop it).
+pub fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
 /// Reports the largest value seen in an epoch; each batch's own maximum is logged, so the
 /// logs keep the whole history (see [`crate::results::read_epoch_max`]).
 pub struct MaxMetric<I> {
@@ -181,23 +191,11 @@ impl<I: StepValues + 'static> Metric for MaxMetric<I> {
         item: &I,
         _metadata: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
-        // NaN propagates on purpose: a NaN norm or eigenvalue must show, not vanish in a max.
-        let batch = item.values()?.into_iter().reduce(|a, b| {
-            if a.is_nan() || b.is_nan() {
-                f64::NAN
-            } else {
-                a.max(b)
-            }
-        });
-        let Some(batch) = batch else {
+        let Some(batch) = item.values()?.into_iter().reduce(nan_max) else {
             return Ok(SerializedEntry::not_available(None));
         };
         self.batch = Some(batch);
-        self.epoch = Some(match self.epoch {
-            Some(e) if e.is_nan() || batch.is_nan() => f64::NAN,
-            Some(e) => e.max(batch),
-            None => batch,
-        });
+        self.epoch = Some(self.epoch.map_or(batch, |e| nan_max(e, batch)));
         Ok(SerializedEntry::new(
             format!(
                 "epoch max {} - batch {}",

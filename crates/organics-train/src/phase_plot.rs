@@ -14,6 +14,9 @@ use crate::error::TrainError;
 /// The paper's three `(w_r, σ)` sets (model notes section 8).
 pub const FIGURE1_SETS: [(f64, f64); 3] = [(0.5, 0.1), (2.0, 0.1), (2.0, 1.0)];
 
+/// A nullcline: `a` as a function of `y`, where defined.
+type Curve<'a> = dyn Fn(f64) -> Option<f64> + 'a;
+
 /// A fixed point as the figure marks it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MarkedPoint {
@@ -123,28 +126,22 @@ pub fn phase_portraits(path: &Path) -> Result<Vec<MarkedPoint>, TrainError> {
         let ys: Vec<f64> = (0..=2000)
             .map(|k| y_lo + (y_hi - y_lo) * k as f64 / 2000.0)
             .collect();
-        for (k, seg) in segments(ys.iter().map(|&y| (y, c.y_nullcline(y))), a_max)
-            .into_iter()
-            .enumerate()
-        {
-            let s = chart
-                .draw_series(LineSeries::new(seg, BLUE.stroke_width(2)))
-                .map_err(&err)?;
-            if k == 0 {
-                s.label("dy/dt = 0")
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
-            }
-        }
-        for (k, seg) in segments(ys.iter().map(|&y| (y, c.a_nullcline(y))), a_max)
-            .into_iter()
-            .enumerate()
-        {
-            let s = chart
-                .draw_series(LineSeries::new(seg, RED.stroke_width(2)))
-                .map_err(&err)?;
-            if k == 0 {
-                s.label("da/dt = 0")
-                    .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+        let nullclines: [(&str, RGBColor, &Curve); 2] = [
+            ("dy/dt = 0", BLUE, &|y| c.y_nullcline(y)),
+            ("da/dt = 0", RED, &|y| c.a_nullcline(y)),
+        ];
+        for (label, color, curve) in nullclines {
+            for (k, seg) in segments(ys.iter().map(|&y| (y, curve(y))), a_max)
+                .into_iter()
+                .enumerate()
+            {
+                let s = chart
+                    .draw_series(LineSeries::new(seg, color.stroke_width(2)))
+                    .map_err(&err)?;
+                if k == 0 {
+                    s.label(label)
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+                }
             }
         }
         for f in &fixed {

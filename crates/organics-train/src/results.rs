@@ -69,16 +69,21 @@ fn log_file(metric: &str) -> String {
     format!("{}.log", metric.replace(' ', "_"))
 }
 
+/// The text of Burn's log of `metric` for one epoch, if it exists.
+fn epoch_log(dir: &Path, split: &str, metric: &str, epoch: usize) -> Option<String> {
+    let path = dir
+        .join(split)
+        .join(format!("epoch-{epoch}"))
+        .join(log_file(metric));
+    std::fs::read_to_string(path).ok()
+}
+
 /// The mean of a metric over an epoch, from Burn's `<split>/epoch-N/<Metric>.log` files
 /// (one `value[,count]` line per batch), for epochs 1..=epochs.
 pub fn read_epoch_metric(dir: &Path, split: &str, metric: &str, epochs: usize) -> Vec<Option<f64>> {
     (1..=epochs)
         .map(|epoch| {
-            let path = dir
-                .join(split)
-                .join(format!("epoch-{epoch}"))
-                .join(log_file(metric));
-            let text = std::fs::read_to_string(path).ok()?;
+            let text = epoch_log(dir, split, metric, epoch)?;
             let (mut sum, mut weight) = (0.0, 0.0);
             for line in text.lines() {
                 let mut parts = line.split(',');
@@ -100,20 +105,10 @@ pub fn read_epoch_metric(dir: &Path, split: &str, metric: &str, epochs: usize) -
 pub fn read_epoch_max(dir: &Path, split: &str, metric: &str, epochs: usize) -> Vec<Option<f64>> {
     (1..=epochs)
         .map(|epoch| {
-            let path = dir
-                .join(split)
-                .join(format!("epoch-{epoch}"))
-                .join(log_file(metric));
-            let text = std::fs::read_to_string(path).ok()?;
+            let text = epoch_log(dir, split, metric, epoch)?;
             text.lines()
                 .filter_map(|line| line.split(',').next()?.trim().parse::<f64>().ok())
-                .reduce(|a, b| {
-                    if a.is_nan() || b.is_nan() {
-                        f64::NAN
-                    } else {
-                        a.max(b)
-                    }
-                })
+                .reduce(crate::output::nan_max)
         })
         .collect()
 }
