@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use organics_train::{
-    BackendKind, BenchOptions, ModelKind, RunOptions, Task, TrainConfig, TrainError,
+    BackendKind, BenchOptions, CurveMetric, ModelKind, RunOptions, Task, TrainConfig, TrainError,
 };
 
 #[derive(Parser)]
@@ -48,16 +48,40 @@ enum PlotCommand {
         #[arg(long, default_value = "docs/phase-portraits.svg")]
         out: PathBuf,
     },
-    /// Validation-accuracy learning curves of finished runs, one line per --artifact-dir.
+    /// Per-epoch curves of finished runs, one line per --artifact-dir: validation accuracy,
+    /// or (--metric stability) the leading Jacobian eigenvalue on the validation probe
+    /// images of static ORGaNICs runs (paper Fig. 6).
     Curves {
         /// A run's artifact directory (repeat for several runs).
         #[arg(long = "artifact-dir", required = true)]
         artifact_dirs: Vec<PathBuf>,
+        /// What to draw: accuracy, stability.
+        #[arg(long, default_value = "accuracy", value_parser = parse::<CurveMetric>)]
+        metric: CurveMetric,
         /// Figure title.
         #[arg(long, default_value = "Validation accuracy")]
         title: String,
         /// Where the SVG goes.
         #[arg(long, default_value = "docs/learning-curves.svg")]
+        out: PathBuf,
+    },
+    /// y(t) of a trained sequence ORGaNICs model over the pixel steps of the first test
+    /// images, one panel per image (paper Fig. 7).
+    Trajectories {
+        /// The sequence ORGaNICs run (smnist or psmnist).
+        #[arg(long)]
+        artifact_dir: PathBuf,
+        /// Test images (one panel each).
+        #[arg(long, default_value_t = 3)]
+        images: usize,
+        /// Neurons drawn per panel: those whose y varies most over time.
+        #[arg(long, default_value_t = 6)]
+        neurons: usize,
+        /// MNIST folder (else ORGANICS_DATA_DIR, the cache, or a download).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where the SVG goes.
+        #[arg(long, default_value = "docs/trajectories.svg")]
         out: PathBuf,
     },
 }
@@ -97,6 +121,29 @@ enum AnalyzeCommand {
         /// Where the JSON goes.
         #[arg(long, default_value = "docs/analysis/convergence.json")]
         out: PathBuf,
+    },
+    /// On a trained static ORGaNICs run: the largest real part of the Jacobian's
+    /// eigenvalues at each test image's fixed point, per layer (paper Fig. 5); a table,
+    /// a JSON summary and a histogram per layer.
+    Stability {
+        /// The static ORGaNICs run.
+        #[arg(long)]
+        artifact_dir: PathBuf,
+        /// Analyse only the first N test images (default: all 10,000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Histogram bins.
+        #[arg(long, default_value_t = 40)]
+        bins: usize,
+        /// MNIST folder (else ORGANICS_DATA_DIR, the cache, or a download).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Where the JSON goes.
+        #[arg(long, default_value = "docs/analysis/stability.json")]
+        out: PathBuf,
+        /// Where the histogram SVG goes.
+        #[arg(long, default_value = "docs/stability-histogram.svg")]
+        figure: PathBuf,
     },
 }
 
@@ -342,11 +389,58 @@ fn run(cli: Cli) -> Result<(), TrainError> {
         }
         Command::Plot(PlotCommand::Curves {
             artifact_dirs,
+            metric,
             title,
             out,
         }) => {
-            organics_train::curves_plot::learning_curves(&artifact_dirs, &title, &out)?;
+            organics_train::curves_plot::learning_curves(&artifact_dirs, metric, &title, &out)?;
             println!("written to {}", out.display());
+        }
+        Command::Plot(PlotCommand::Trajectories {
+            artifact_dir,
+            images,
+            neurons,
+            data_dir,
+            out,
+        }) => {
+            let s = organics_train::trajectory_plot::trajectories(
+                &artifact_dir,
+                data_dir,
+                images,
+                neurons,
+                &out,
+            )?;
+            for img in &s.images {
+                println!(
+                    "test image {}: digit {}, predicted {}",
+                    img.index, img.label, img.predicted
+                );
+            }
+            println!("neurons drawn: {:?} over {} steps", s.neurons, s.steps);
+            println!("written to {}", out.display());
+        }
+        Command::Analyze(AnalyzeCommand::Stability {
+            artifact_dir,
+            limit,
+            bins,
+            data_dir,
+            out,
+            figure,
+        }) => {
+            let report = organics_train::stability_analysis::trained_stability(
+                &artifact_dir,
+                data_dir,
+                limit,
+                bins,
+                |done, total| eprintln!("fixed points analysed: {done}/{total} test images"),
+            )?;
+            print!(
+                "{}",
+                organics_train::stability_analysis::stability_table(&report)
+            );
+            organics_train::analyze::write_report(&out, &report)?;
+            organics_train::stability_plot::stability_histograms(&report, &figure)?;
+            println!("written to {} and {}", out.display(), figure.display());
         }
         Command::Plot(PlotCommand::Phase { out }) => {
             let marked = organics_train::phase_plot::phase_portraits(&out)?;

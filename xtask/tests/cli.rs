@@ -64,6 +64,25 @@ fn bad_inputs_exit_2_with_a_message() {
             vec!["eval", "--artifact-dir", "/nonexistent/run"],
             "is not a training run",
         ),
+        (
+            vec!["analyze", "stability", "--artifact-dir", "/nonexistent/run"],
+            "is not a training run",
+        ),
+        (
+            vec!["plot", "trajectories", "--artifact-dir", "/nonexistent/run"],
+            "is not a training run",
+        ),
+        (
+            vec![
+                "plot",
+                "curves",
+                "--metric",
+                "loss",
+                "--artifact-dir",
+                "/nonexistent/run",
+            ],
+            "unknown metric 'loss'",
+        ),
     ];
     for (args, needle) in cases {
         let (code, err) = xtask(&args);
@@ -184,4 +203,75 @@ fn analyze_commands_write_decodable_json() {
     let (code, err) = xtask(&["analyze", "theorem", "--trials", "0"]);
     assert_eq!(code, 2);
     assert!(err.contains("at least 1"), "{err}");
+}
+
+#[test]
+fn stability_commands_on_a_tiny_static_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let art = tmp.path().join("run");
+    let art = art.to_str().expect("utf8");
+    let data = shared();
+    let (code, err) = xtask(&[
+        "train",
+        "--layers",
+        "8",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "64",
+        "--valid-limit",
+        "32",
+        "--test-limit",
+        "16",
+        "--plain",
+        "--data-dir",
+        &data,
+        "--artifact-dir",
+        art,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json = tmp.path().join("stability.json");
+    let figure = tmp.path().join("stability.svg");
+    let (code, err) = xtask(&[
+        "analyze",
+        "stability",
+        "--artifact-dir",
+        art,
+        "--limit",
+        "10",
+        "--data-dir",
+        &data,
+        "--out",
+        json.to_str().expect("utf8"),
+        "--figure",
+        figure.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("json");
+    assert_eq!(report["images"], 10);
+    // W_r = I: no unstable fixed point (Theorem 4.1)
+    assert_eq!(report["layers"][0]["not_stable"], 0);
+    let text = std::fs::read_to_string(&figure).expect("figure");
+    roxmltree::Document::parse(&text).expect("decodable SVG");
+
+    let curve = tmp.path().join("curve.svg");
+    let (code, err) = xtask(&[
+        "plot",
+        "curves",
+        "--metric",
+        "stability",
+        "--artifact-dir",
+        art,
+        "--out",
+        curve.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&curve).expect("figure");
+    let doc = roxmltree::Document::parse(&text).expect("decodable SVG");
+    let markers = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("circle"))
+        .count();
+    assert_eq!(markers, 2, "one point per epoch");
 }

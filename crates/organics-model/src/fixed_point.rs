@@ -25,7 +25,7 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::circuit::{Circuit, CircuitState};
 use crate::error::ModelError;
-use crate::host::{to_f64, to_matrix};
+use crate::host::{par_map, to_f64, to_matrix};
 use crate::init::{kaiming_uniform_a5, log_weights_zero_diagonal};
 use crate::solve::solve_gated;
 use crate::spectral::spectral_normalize;
@@ -252,16 +252,22 @@ impl FixedPointLayer {
         let fp = self.try_fixed_point(input.clone())?;
         let n = self.size();
         let (y, a) = (to_f64(fp.y)?, to_f64(fp.a)?);
-        self.circuits(input)?
-            .iter()
+        let samples: Vec<(Circuit, CircuitState)> = self
+            .circuits(input)?
+            .into_iter()
             .enumerate()
             .map(|(i, c)| {
                 let state = CircuitState {
                     y: DVector::from_row_slice(&y[i * n..(i + 1) * n]),
                     a: DVector::from_row_slice(&a[i * n..(i + 1) * n]),
                 };
-                crate::stability::max_real_eigenvalue(c, &state)
+                (c, state)
             })
-            .collect()
+            .collect();
+        par_map(&samples, |(c, state)| {
+            crate::stability::max_real_eigenvalue(c, state)
+        })
+        .into_iter()
+        .collect()
     }
 }

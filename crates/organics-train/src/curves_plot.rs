@@ -1,14 +1,22 @@
-//! `cargo xtask plot curves`: validation-accuracy learning curves of finished runs, as SVG.
+//! `cargo xtask plot curves`: per-epoch curves of finished runs, as SVG: validation
+//! accuracy, or the stability metric (the leading Jacobian eigenvalue at the fixed points of
+//! the validation probe images, paper Fig. 6).
 
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
 use crate::error::TrainError;
+use crate::options::CurveMetric;
 use crate::results::RunResults;
 
-/// Draws the per-epoch validation accuracy of each run's `results.json` into `out`.
-pub fn learning_curves(runs: &[PathBuf], title: &str, out: &Path) -> Result<(), TrainError> {
+/// Draws `metric` per epoch of each run's `results.json` into `out`.
+pub fn learning_curves(
+    runs: &[PathBuf],
+    metric: CurveMetric,
+    title: &str,
+    out: &Path,
+) -> Result<(), TrainError> {
     if runs.is_empty() {
         return Err(TrainError::Invalid(
             "give at least one --artifact-dir".into(),
@@ -22,12 +30,28 @@ pub fn learning_curves(runs: &[PathBuf], title: &str, out: &Path) -> Result<(), 
             path: path.clone(),
             message: format!("not a results.json: {e}"),
         })?;
-        let points: Vec<(f64, f64)> = r
-            .valid_accuracy
+        let (values, scale) = match metric {
+            CurveMetric::Accuracy => (&r.valid_accuracy, 100.0),
+            CurveMetric::Stability => (&r.max_real_eigenvalue, 1.0),
+        };
+        let points: Vec<(f64, f64)> = values
             .iter()
             .enumerate()
-            .filter_map(|(i, a)| a.map(|a| ((i + 1) as f64, 100.0 * a)))
+            .filter_map(|(i, a)| {
+                a.filter(|a| a.is_finite())
+                    .map(|a| ((i + 1) as f64, scale * a))
+            })
             .collect();
+        if points.is_empty() {
+            return Err(TrainError::Invalid(format!(
+                "{} has no per-epoch {metric} values to draw{}",
+                path.display(),
+                match metric {
+                    CurveMetric::Stability => " (only static ORGaNICs runs log it)",
+                    CurveMetric::Accuracy => "",
+                }
+            )));
+        }
         let name = dir
             .file_name()
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
@@ -37,6 +61,16 @@ pub fn learning_curves(runs: &[PathBuf], title: &str, out: &Path) -> Result<(), 
         .iter()
         .flat_map(|(_, p)| p.iter().map(|(e, _)| *e))
         .fold(1.0f64, f64::max);
+    let (y_range, y_desc) = match metric {
+        CurveMetric::Accuracy => (0.0..100.0, "validation accuracy (%)"),
+        CurveMetric::Stability => {
+            // Always show the stability boundary Re = 0.
+            let values = curves.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| *v));
+            let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let pad = 0.08 * (hi - lo).max(1e-3);
+            (lo - pad..hi + pad, "largest Re(eigenvalue), probe images")
+        }
+    };
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
     }
@@ -51,14 +85,22 @@ pub fn learning_curves(runs: &[PathBuf], title: &str, out: &Path) -> Result<(), 
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(1.0..epochs.max(2.0), 0.0..100.0)
+        .build_cartesian_2d(1.0..epochs.max(2.0), y_range)
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
-        .y_desc("validation accuracy (%)")
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
+    if metric == CurveMetric::Stability {
+        chart
+            .draw_series(LineSeries::new(
+                [(1.0, 0.0), (epochs.max(2.0), 0.0)],
+                RED.stroke_width(1),
+            ))
+            .map_err(err)?;
+    }
     for (k, (name, points)) in curves.into_iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
         chart
@@ -78,7 +120,10 @@ pub fn learning_curves(runs: &[PathBuf], title: &str, out: &Path) -> Result<(), 
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(match metric {
+            CurveMetric::Accuracy => SeriesLabelPosition::LowerRight,
+            CurveMetric::Stability => SeriesLabelPosition::UpperRight,
+        })
         .draw()
         .map_err(err)?;
     root.present().map_err(err)?;
@@ -95,7 +140,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run-a");
         std::fs::create_dir_all(&run).unwrap();
-        let r = RunResults {
+        let mut r = RunResults {
             task: Task::Mnist,
             model: ModelKind::Mlp,
             dataset: "mnist".into(),
@@ -115,11 +160,17 @@ mod tests {
             valid_accuracy: vec![Some(0.3), None, Some(0.6)],
             train_loss: vec![Some(2.0); 3],
             max_grad_norm: Some(1.0),
-            max_real_eigenvalue: Vec::new(),
+            max_real_eigenvalue: vec![Some(-0.3), Some(-0.25), None],
         };
         std::fs::write(run.join("results.json"), serde_json::to_string(&r).unwrap()).unwrap();
         let out = dir.path().join("figs/curves.svg");
-        learning_curves(std::slice::from_ref(&run), "test", &out).unwrap();
+        learning_curves(
+            std::slice::from_ref(&run),
+            CurveMetric::Accuracy,
+            "test",
+            &out,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
         let doc = roxmltree::Document::parse(&text).expect("decodable SVG");
         assert!(
@@ -132,7 +183,29 @@ mod tests {
             .filter(|n| n.has_tag_name("circle"))
             .count();
         assert_eq!(markers, 2);
-        assert!(learning_curves(&[dir.path().join("missing")], "t", &out).is_err());
-        assert!(learning_curves(&[], "t", &out).is_err());
+        let acc = CurveMetric::Accuracy;
+        assert!(learning_curves(&[dir.path().join("missing")], acc, "t", &out).is_err());
+        assert!(learning_curves(&[], acc, "t", &out).is_err());
+
+        // the stability metric: two logged epochs, and a run without it is refused
+        let stab = dir.path().join("figs/stability.svg");
+        learning_curves(
+            std::slice::from_ref(&run),
+            CurveMetric::Stability,
+            "s",
+            &stab,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&stab).unwrap();
+        let doc = roxmltree::Document::parse(&text).expect("decodable SVG");
+        let markers = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .count();
+        assert_eq!(markers, 2);
+        r.max_real_eigenvalue.clear();
+        std::fs::write(run.join("results.json"), serde_json::to_string(&r).unwrap()).unwrap();
+        let e = learning_curves(&[run], CurveMetric::Stability, "s", &stab).unwrap_err();
+        assert!(e.to_string().contains("static ORGaNICs"), "{e}");
     }
 }

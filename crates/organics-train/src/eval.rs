@@ -1,12 +1,13 @@
 //! Evaluation of a trained run: reload its config and weights, score the test set with the
 //! same data, split and pixel permutation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{checkpoint_path, last_complete_epoch};
+use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::options::{BackendKind, Task};
 use crate::train::{files, load_data, read_config};
@@ -30,12 +31,19 @@ pub struct EvalResults {
     pub test_loss: f64,
 }
 
-/// Scores the test set of the run in `dir` on `backend` (default: the run's own).
-pub fn evaluate(
-    dir: &Path,
-    data_dir: Option<std::path::PathBuf>,
-    backend: Option<BackendKind>,
-) -> Result<EvalResults, TrainError> {
+/// A trained (or checkpointed) run on disk: its configuration and the weights to load.
+#[derive(Debug, Clone)]
+pub struct TrainedRun {
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// Where the configuration was read.
+    pub config_path: PathBuf,
+    /// The final weights, or those of the last complete checkpoint.
+    pub weights: PathBuf,
+}
+
+/// Finds the configuration and weights of the run in `dir`.
+pub fn trained_run(dir: &Path) -> Result<TrainedRun, TrainError> {
     let config_path = dir.join(files::CONFIG);
     if !config_path.is_file() {
         return Err(TrainError::Invalid(format!(
@@ -44,10 +52,7 @@ pub fn evaluate(
             files::CONFIG
         )));
     }
-    let mut config = read_config(dir)?;
-    if let Some(b) = backend {
-        config.backend = b;
-    }
+    let config = read_config(dir)?;
     let weights = match dir.join(files::MODEL) {
         p if p.is_file() => p,
         _ => {
@@ -57,39 +62,74 @@ pub fn evaluate(
             checkpoint_path(&checkpoints, "model", epoch)
         }
     };
+    Ok(TrainedRun {
+        config,
+        config_path,
+        weights,
+    })
+}
+
+/// Checks that the psMNIST permutation recorded in `dir` is the one `order` applies, so a
+/// reloaded run sees its pixels in the order it was trained on.
+pub fn check_permutation(
+    dir: &Path,
+    config: &TrainConfig,
+    order: &PixelOrder,
+) -> Result<(), TrainError> {
+    let (Task::Psmnist, PixelOrder::Permuted(perm)) = (config.task, order) else {
+        return Ok(());
+    };
+    let recorded_path = dir.join(files::PERMUTATION);
+    let text = std::fs::read_to_string(&recorded_path).map_err(|e| TrainError::File {
+        path: recorded_path.clone(),
+        message: e.to_string(),
+    })?;
+    let recorded: Vec<usize> = serde_json::from_str(&text).map_err(|e| TrainError::File {
+        path: recorded_path.clone(),
+        message: e.to_string(),
+    })?;
+    if recorded != *perm.as_ref() {
+        return Err(TrainError::Invalid(format!(
+            "{} does not match the permutation of seed {}: the run cannot be evaluated faithfully",
+            recorded_path.display(),
+            config.permutation_seed
+        )));
+    }
+    Ok(())
+}
+
+/// Loads the weights of `run` into `model`, with a readable error when they do not fit.
+pub(crate) fn load_weights<M: Module>(model: M, run: &TrainedRun) -> Result<M, TrainError> {
+    model
+        .try_load_file(&run.weights)
+        .map_err(|e| TrainError::File {
+            path: run.weights.clone(),
+            message: format!("weights do not fit this run's model: {e}"),
+        })
+}
+
+/// Scores the test set of the run in `dir` on `backend` (default: the run's own).
+pub fn evaluate(
+    dir: &Path,
+    data_dir: Option<std::path::PathBuf>,
+    backend: Option<BackendKind>,
+) -> Result<EvalResults, TrainError> {
+    let run = trained_run(dir)?;
+    let mut config = run.config.clone();
+    if let Some(b) = backend {
+        config.backend = b;
+    }
     let device = config.backend.device()?;
     let data = load_data(&config, data_dir)?;
-    if let (Task::Psmnist, PixelOrder::Permuted(perm)) = (config.task, &data.order) {
-        let recorded_path = dir.join(files::PERMUTATION);
-        let text = std::fs::read_to_string(&recorded_path).map_err(|e| TrainError::File {
-            path: recorded_path.clone(),
-            message: e.to_string(),
-        })?;
-        let recorded: Vec<usize> = serde_json::from_str(&text).map_err(|e| TrainError::File {
-            path: recorded_path.clone(),
-            message: e.to_string(),
-        })?;
-        if recorded != *perm.as_ref() {
-            return Err(TrainError::Invalid(format!(
-                "{} does not match the permutation of seed {}: the run cannot be evaluated faithfully",
-                recorded_path.display(),
-                config.permutation_seed
-            )));
-        }
-    }
+    check_permutation(dir, &config, &data.order)?;
     let order = data.order.clone();
     let score = with_model!(&config, &device, order, |model, batcher| {
-        let model = model
-            .try_load_file(&weights)
-            .map_err(|e| TrainError::File {
-                path: weights.clone(),
-                message: format!("weights do not fit this run's model: {e}"),
-            })?;
+        let model = load_weights(model, &run)?;
         crate::train::evaluate_model(&model, &batcher, &data.test, config.batch_size, &device)?
     });
     Ok(EvalResults {
-        config: config_path.display().to_string(),
-        weights: weights.display().to_string(),
+        config: run.config_path.display().to_string(),
+        weights: run.weights.display().to_string(),
         backend: config.backend,
         test_samples: data.test.len(),
         test_accuracy: score.accuracy,

@@ -19,12 +19,15 @@ pub mod output;
 pub mod phase_plot;
 pub mod progress;
 pub mod results;
+pub mod stability_analysis;
+pub mod stability_plot;
 pub mod train;
+pub mod trajectory_plot;
 
 pub use bench::{BenchOptions, BenchResult, bench};
 pub use config::TrainConfig;
 pub use error::TrainError;
 pub use eval::{EvalResults, evaluate};
-pub use options::{BackendKind, ModelKind, Task};
+pub use options::{BackendKind, CurveMetric, ModelKind, Task};
 pub use results::RunResults;
 pub use train::{RunOptions, train};

@@ -76,6 +76,17 @@ choice!(
     }
 );
 
+choice!(
+    /// Which per-epoch quantity `plot curves` draws.
+    CurveMetric, "metric", {
+        /// Validation accuracy (%).
+        Accuracy => "accuracy",
+        /// Largest real part of the layers' Jacobian eigenvalues on the validation probe
+        /// images (static ORGaNICs; negative: stable).
+        Stability => "stability",
+    }
+);
+
 impl Task {
     /// Whether the task feeds pixel sequences.
     pub fn is_sequential(self) -> bool {

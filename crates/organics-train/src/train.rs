@@ -393,17 +393,17 @@ where
         seed: config.seed,
         permutation_seed: matches!(config.task, Task::Psmnist).then_some(config.permutation_seed),
         // Burn logs accuracy in percent; results use fractions throughout.
-        valid_accuracy: crate::results::read_epoch_metric(dir, "valid", "Accuracy", config.epochs)
+        valid_accuracy: crate::results::read_epoch_metric(dir, "valid", "Accuracy", last_epoch)
             .into_iter()
             .map(|a| a.map(|v| v / 100.0))
             .collect(),
-        train_loss: crate::results::read_epoch_metric(dir, "train", "Loss", config.epochs),
-        max_grad_norm: crate::results::read_epoch_max(dir, "train", GRAD_NORM, config.epochs)
+        train_loss: crate::results::read_epoch_metric(dir, "train", "Loss", last_epoch),
+        max_grad_norm: crate::results::read_epoch_max(dir, "train", GRAD_NORM, last_epoch)
             .into_iter()
             .flatten()
             .reduce(f64::max),
         max_real_eigenvalue: if has_probe {
-            crate::results::read_epoch_max(dir, "valid", MAX_REAL_EIGENVALUE, config.epochs)
+            crate::results::read_epoch_max(dir, "valid", MAX_REAL_EIGENVALUE, last_epoch)
         } else {
             Vec::new()
         },
