@@ -277,6 +277,9 @@ struct BenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     steps: usize,
+    /// Sequence ORGaNICs: time Burn's autodiff instead of the hand-derived backward pass.
+    #[arg(long)]
+    plain_autodiff: bool,
 }
 
 fn exit_code(e: &TrainError) -> u8 {
@@ -354,6 +357,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 batch: a.batch,
                 seq: a.seq,
                 steps: a.steps,
+                plain_autodiff: a.plain_autodiff,
             })?;
             println!(
                 "{}",

@@ -138,21 +138,40 @@ impl OrganicsCellConfig {
 /// the concatenated projections, the normalization matrix and the step ratios.
 #[derive(Debug, Clone)]
 pub struct PreparedCell {
-    n: usize,
+    pub(crate) n: usize,
     /// `[W_zx; W_b0x; W_b1x]ᵀ`, `[n_in, 3n]`.
-    w_x: Tensor<2>,
+    pub(crate) w_x: Tensor<2>,
     /// `[W_r; W_b0y; W_b1y]ᵀ`, `[n, 3n]`: every product with `y` in one matmul.
-    w_y: Tensor<2>,
+    pub(crate) w_y: Tensor<2>,
     /// `[W_b0a; W_b1a]ᵀ`, `[n, 2n]`.
-    w_a: Tensor<2>,
+    pub(crate) w_a: Tensor<2>,
     /// `Wᵀ`, `[n, n]`.
-    w_norm_t: Tensor<2>,
-    r_y: Tensor<2>,
-    r_a: Tensor<2>,
-    r_b0: Tensor<2>,
-    r_b1: Tensor<2>,
-    sigma_sq: f64,
-    rectified: bool,
+    pub(crate) w_norm_t: Tensor<2>,
+    pub(crate) r_y: Tensor<2>,
+    pub(crate) r_a: Tensor<2>,
+    pub(crate) r_b0: Tensor<2>,
+    pub(crate) r_b1: Tensor<2>,
+    pub(crate) sigma_sq: f64,
+    pub(crate) rectified: bool,
+}
+
+impl PreparedCell {
+    /// The same weights as constants without autodiff: steps taken with them build no graph.
+    pub fn without_autodiff(&self) -> PreparedCell {
+        PreparedCell {
+            n: self.n,
+            w_x: self.w_x.clone().inner(),
+            w_y: self.w_y.clone().inner(),
+            w_a: self.w_a.clone().inner(),
+            w_norm_t: self.w_norm_t.clone().inner(),
+            r_y: self.r_y.clone().inner(),
+            r_a: self.r_a.clone().inner(),
+            r_b0: self.r_b0.clone().inner(),
+            r_b1: self.r_b1.clone().inner(),
+            sigma_sq: self.sigma_sq,
+            rectified: self.rectified,
+        }
+    }
 }
 
 impl OrganicsCell {

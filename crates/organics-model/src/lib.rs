@@ -29,6 +29,7 @@
 //! assert_eq!(state.y.dims(), [4, 32]);
 //! ```
 
+pub mod bptt;
 pub mod cell;
 pub mod circuit;
 pub mod classifier;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::train::TrainStep;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,9 @@ pub struct BenchOptions {
     pub seq: usize,
     /// Timed steps after one warm-up step.
     pub steps: usize,
+    /// Sequence ORGaNICs: train through Burn's autodiff instead of the hand-derived
+    /// backward pass (for comparison).
+    pub plain_autodiff: bool,
 }
 
 /// One JSON line of `cargo xtask bench`.
@@ -57,6 +60,10 @@ pub struct BenchResult {
     pub seq: usize,
     /// Timed steps.
     pub steps: usize,
+    /// Whether gradients came from Burn's autodiff rather than the hand-derived backward
+    /// pass of sequence ORGaNICs.
+    #[serde(default)]
+    pub plain_autodiff: bool,
     /// Mean seconds per step (forward, backward, Adam).
     pub sec_per_step: f64,
     /// Samples per second.
@@ -97,6 +104,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         784
     };
     let sec = with_model!(&config, &ad, PixelOrder::ScanLine, |model, batcher| {
+        let model = model.with_plain_autodiff(opts.plain_autodiff);
         time_steps(model, &batcher, items, &ad, opts.steps, seq_len)?
     });
     Ok(BenchResult {
@@ -107,6 +115,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         batch: opts.batch,
         seq: seq_len,
         steps: opts.steps,
+        plain_autodiff: opts.plain_autodiff,
         sec_per_step: sec,
         samples_per_sec: opts.batch as f64 / sec,
     })
@@ -155,8 +164,7 @@ where
         .with_weight_decay(Some(WeightDecayConfig::new(1e-5)))
         .init();
     let mut step = |model: M| -> M {
-        let out = model.classify(batch.clone());
-        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        let (_, grads) = model.loss_and_grads(batch.clone());
         optim.step(1e-3, model, grads)
     };
     model = step(model);

@@ -146,6 +146,7 @@ mod tests {
             dataset: "mnist".into(),
             backend: BackendKind::Flex,
             epochs: 3,
+            tested_epoch: Some(3),
             resumed_from_epoch: None,
             train_samples: 10,
             params: 1,

@@ -28,6 +28,10 @@ pub struct RunResults {
     pub backend: BackendKind,
     /// Epochs trained in total (fewer than configured when early stopping ended the run).
     pub epochs: usize,
+    /// The epoch whose weights were tested (and saved as `model.bpk`): with `--patience`
+    /// the one with the best validation accuracy, otherwise the last.
+    #[serde(default)]
+    pub tested_epoch: Option<usize>,
     /// The checkpoint this invocation resumed from, if any.
     pub resumed_from_epoch: Option<usize>,
     /// Training images.

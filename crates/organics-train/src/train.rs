@@ -14,6 +14,9 @@ use burn::optim::AdamConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::prelude::*;
 use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::checkpoint::{
+    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
+};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{
     InferenceStep, Interrupter, Learner, MetricEarlyStoppingStrategy, StoppingCondition,
@@ -63,6 +66,7 @@ macro_rules! with_model {
             _ => {
                 let $model = SeqOrganics {
                     inner: $crate::train::seq_config(config).init($device),
+                    plain_autodiff: false,
                 };
                 let $batcher = SequenceBatcher { order: $order };
                 $body
@@ -327,6 +331,19 @@ where
             Split::Valid,
             StoppingCondition::NoImprovementSince { n_epochs },
         ));
+        // Early stopping selects by validation accuracy, so keep that epoch's weights
+        // (as well as the last two, for --resume).
+        training = training.with_checkpointing_strategy(
+            ComposedCheckpointingStrategy::builder()
+                .add(KeepLastNCheckpoints::new(2))
+                .add(MetricCheckpointingStrategy::new(
+                    &AccuracyMetric::new(),
+                    Aggregate::Mean,
+                    Direction::Highest,
+                    Split::Valid,
+                ))
+                .build(),
+        );
     }
     if model.has_stability_probe() {
         training = training.metric_valid_numeric(MaxMetric::stability());
@@ -350,7 +367,13 @@ where
     if let Some(error) = result.error {
         return Err(TrainError::Training(error.to_string()));
     }
-    let trained = result.model;
+    // Early stopping ends `patience` epochs after the best validation accuracy: test the
+    // weights of that epoch, as early stopping means (the test set plays no part in it).
+    let checkpoint_epochs = last_complete_epoch(&checkpoints).unwrap_or(config.epochs);
+    let (trained, tested_epoch) = match config.patience {
+        Some(_) => best_valid_weights(result.model, dir, &checkpoints, checkpoint_epochs)?,
+        None => (result.model, None),
+    };
     let model_path = dir.join(files::MODEL);
     let bytes = trained
         .clone()
@@ -381,6 +404,7 @@ where
         dataset: config.dataset.clone(),
         backend: config.backend,
         epochs: last_epoch,
+        tested_epoch: tested_epoch.or(Some(last_epoch)),
         resumed_from_epoch: resume_from,
         train_samples,
         params,
@@ -410,6 +434,39 @@ where
     };
     write_json(&dir.join(files::RESULTS), &results)?;
     Ok(results)
+}
+
+/// The weights of the epoch with the best validation accuracy among the checkpoints on
+/// disk (the strategy keeps that epoch's), with that epoch; the trained model itself when
+/// no checkpoint has a logged validation accuracy.
+fn best_valid_weights<M: HarnessModel>(
+    trained: M,
+    dir: &Path,
+    checkpoints: &Path,
+    epochs: usize,
+) -> Result<(M, Option<usize>), TrainError> {
+    let accuracy = crate::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
+    let path = |epoch| crate::checkpoint::checkpoint_path(checkpoints, "model", epoch);
+    let best = accuracy
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.map(|a| (i + 1, a)))
+        .filter(|(e, _)| path(*e).is_file())
+        // the earliest of equal bests, as early stopping counts from it
+        .fold(None, |best: Option<(usize, f64)>, (e, a)| match best {
+            Some((_, b)) if b >= a => best,
+            _ => Some((e, a)),
+        });
+    let Some((epoch, _)) = best else {
+        return Ok((trained, None));
+    };
+    let model = trained
+        .try_load_file(path(epoch))
+        .map_err(|e| TrainError::File {
+            path: path(epoch),
+            message: format!("best-validation checkpoint does not load: {e}"),
+        })?;
+    Ok((model, Some(epoch)))
 }
 
 /// Test loss and accuracy of a model (in inference mode) on `set`.

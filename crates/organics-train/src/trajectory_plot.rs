@@ -63,6 +63,7 @@ pub fn trajectories(
     let device = config.backend.device()?;
     let model = SeqOrganics {
         inner: seq_config(config).init(&device),
+        plain_autodiff: false,
     };
     let model = load_weights(model, &run)?.inner;
     let data = load_data(config, data_dir)?;

@@ -1,0 +1,381 @@
+//! Backpropagation through time for the ORGaNICs cell, derived by hand.
+//!
+//! Autodiff records every element-wise op of every one of the 784 steps as a graph node
+//! and keeps its operands; most of a training step's time went into that bookkeeping. This
+//! path runs the sequence with no graph (the states of every step are saved once), then walks
+//! back through the steps with the derivatives of the [cell update](crate::cell) written out:
+//!
+//! ```text
+//! ḡ_y' , ḡ_a', ḡ_b0', ḡ_b1'          gradients with respect to the state after step t
+//! δy = r_y ⊙ ḡ_y'    δa = r_a ⊙ ḡ_a'    δG0 = r_b0 ⊙ ḡ_b0'    δG1 = r_b1 ⊙ ḡ_b1'
+//! u  = ⌊y⌋² ⊙ ⌊a⌋,   δu = δa W                       (pooled = u Wᵀ)
+//! δrec = δy ⊙ (1 − √⌊a⌋) ⊙ [W_r y > 0]                (rec = ⌊W_r y⌋)
+//! δh_k = δG_k ⊙ G_k ⊙ (1 − G_k)                        (G_k = sigmoid(h_k), k = 0, 1)
+//! δ⌊a⌋ = −δy ⊙ rec / (2 √⌊a⌋) + δu ⊙ ⌊y⌋²
+//! ḡ_y = ḡ_y' − δy + δu ⊙ ⌊a⌋ ⊙ 2⌊y⌋ + [δrec, δh0, δh1] [W_r; W_b0y; W_b1y]
+//! ḡ_a = ḡ_a' − δa + δ⌊a⌋ ⊙ [a > 0] + [δh0, δh1] [W_b0a; W_b1a]
+//! ḡ_b0 = (1 − r_b0) ⊙ ḡ_b0' + 2σ² b0 ⊙ δa          ḡ_b1 = (1 − r_b1) ⊙ ḡ_b1' + z ⊙ δy
+//! ```
+//!
+//! (main model: `W_r y` and `y²` in place of `⌊W_r y⌋` and `⌊y⌋²`, with the masks dropped).
+//! The weight gradients are sums over steps of `stateᵀ δ`, the step-ratio gradients sums of
+//! `Δstate ⊙ ḡ`. They are gradients with respect to the [`PreparedCell`]'s derived
+//! tensors; one small autodiff pass through [`OrganicsCell::prepare`](crate::OrganicsCell::prepare) carries them to the
+//! parameters (the exponential, clamp and mask of `W`, the sigmoids of the time
+//! constants), so the result equals the plain autodiff path. A test checks that to 1e-5.
+
+use burn::prelude::*;
+use burn::tensor::{Gradients, activation};
+
+use crate::cell::{OrganicsState, PreparedCell};
+use crate::rnn::OrganicsRnn;
+
+/// A sequence run without an autodiff graph, ready to be backpropagated.
+#[derive(Debug)]
+pub struct RecordedSequence {
+    /// The cell's derived weights, tracked (the autodiff bridge to the parameters).
+    tracked: PreparedCell,
+    /// The same values without autodiff, for the recorded forward and backward steps.
+    cell: PreparedCell,
+    /// Inputs of every step, `[batch, n_in]` each, without autodiff.
+    inputs: Vec<Tensor<2>>,
+    /// The state before every step (index t: before step t), without autodiff.
+    states: Vec<OrganicsState>,
+    /// The state after the last step, without autodiff.
+    last: OrganicsState,
+}
+
+impl OrganicsRnn {
+    /// Runs the circuit over `input` (`[batch, seq, n_in]`) without an autodiff graph and
+    /// records what [`RecordedSequence::backward`] needs. The final state is
+    /// [`RecordedSequence::last`]; its values equal [`forward`](Self::forward)'s.
+    pub fn forward_recorded(&self, input: Tensor<3>) -> RecordedSequence {
+        let [batch, _, n_in] = input.dims();
+        let tracked = self.cell.prepare();
+        let cell = tracked.without_autodiff();
+        let initial = self.initial_state(batch);
+        let mut state = OrganicsState {
+            y: initial.y.inner(),
+            a: initial.a.inner(),
+            b0: initial.b0.inner(),
+            b1: initial.b1.inner(),
+        };
+        let inputs: Vec<Tensor<2>> = input
+            .inner()
+            .iter_dim(1)
+            .map(|x| x.reshape([batch, n_in]))
+            .collect();
+        let mut states = Vec::with_capacity(inputs.len());
+        for x in &inputs {
+            let next = cell.step(x.clone(), state.clone());
+            states.push(state);
+            state = next;
+        }
+        RecordedSequence {
+            tracked,
+            cell,
+            inputs,
+            states,
+            last: state,
+        }
+    }
+}
+
+/// Gradients with respect to the derived weights of a [`PreparedCell`].
+struct PreparedGrads {
+    w_x: Tensor<2>,
+    w_y: Tensor<2>,
+    w_a: Tensor<2>,
+    w_norm_t: Tensor<2>,
+    r_y: Tensor<2>,
+    r_a: Tensor<2>,
+    r_b0: Tensor<2>,
+    r_b1: Tensor<2>,
+}
+
+impl RecordedSequence {
+    /// The state after the last step (no autodiff).
+    pub fn last(&self) -> &OrganicsState {
+        &self.last
+    }
+
+    /// Backpropagates `grad_y`, the loss gradient with respect to the final `y`
+    /// (`[batch, n]`), through every step, and returns the autodiff gradients of the
+    /// cell's parameters (read them with `GradientsParams::from_grads(grads, &rnn)`).
+    pub fn backward(self, grad_y: Tensor<2>) -> Gradients {
+        let g = self.backward_prepared(grad_y.inner());
+        let t = &self.tracked;
+        // ⟨tracked, ḡ⟩ has exactly ḡ as its gradient with respect to each derived tensor,
+        // so its backward pass carries ḡ through `prepare` to the parameters.
+        let pair = |tracked: &Tensor<2>, grad: Tensor<2>| {
+            (tracked.clone() * grad.autodiff()).sum()
+        };
+        let surrogate = pair(&t.w_x, g.w_x)
+            + pair(&t.w_y, g.w_y)
+            + pair(&t.w_a, g.w_a)
+            + pair(&t.w_norm_t, g.w_norm_t)
+            + pair(&t.r_y, g.r_y)
+            + pair(&t.r_a, g.r_a)
+            + pair(&t.r_b0, g.r_b0)
+            + pair(&t.r_b1, g.r_b1);
+        surrogate.backward()
+    }
+
+    fn backward_prepared(&self, grad_y: Tensor<2>) -> PreparedGrads {
+        let c = &self.cell;
+        let n = c.n;
+        let zeros = |t: &Tensor<2>| t.zeros_like();
+        let mut gy = grad_y;
+        let mut ga = zeros(&self.last.a);
+        let mut gb0 = zeros(&self.last.b0);
+        let mut gb1 = zeros(&self.last.b1);
+        let mut acc = PreparedGrads {
+            w_x: zeros(&c.w_x),
+            w_y: zeros(&c.w_y),
+            w_a: zeros(&c.w_a),
+            w_norm_t: zeros(&c.w_norm_t),
+            r_y: zeros(&c.r_y),
+            r_a: zeros(&c.r_a),
+            r_b0: zeros(&c.r_b0),
+            r_b1: zeros(&c.r_b1),
+        };
+        let column_sum = |t: Tensor<2>| t.sum_dim(0);
+        for (x, s) in self.inputs.iter().zip(&self.states).rev() {
+            let OrganicsState { y, a, b0, b1 } = s.clone();
+            // Recompute the step's intermediate values from the saved state.
+            let from_x = x.clone().matmul(c.w_x.clone());
+            let from_y = y.clone().matmul(c.w_y.clone());
+            let from_a = a.clone().matmul(c.w_a.clone());
+            let zx = from_x.clone().slice(s![.., 0..n]);
+            let z = activation::relu(zx.clone());
+            let ry = from_y.clone().slice(s![.., 0..n]);
+            let rec = if c.rectified {
+                activation::relu(ry.clone())
+            } else {
+                ry.clone()
+            };
+            let g0 = activation::sigmoid(
+                from_x.clone().slice(s![.., n..2 * n])
+                    + from_y.clone().slice(s![.., n..2 * n])
+                    + from_a.clone().slice(s![.., 0..n]),
+            );
+            let g1 = activation::sigmoid(
+                from_x.slice(s![.., 2 * n..3 * n])
+                    + from_y.slice(s![.., 2 * n..3 * n])
+                    + from_a.slice(s![.., n..2 * n]),
+            );
+            let a_pos = activation::relu(a.clone());
+            let sqrt_a = a_pos.clone().sqrt();
+            let gate = sqrt_a.clone().neg() + 1.0;
+            let y_act = if c.rectified {
+                activation::relu(y.clone())
+            } else {
+                y.clone()
+            };
+            let y_sq = y_act.clone().square();
+            let u = y_sq.clone() * a_pos.clone();
+            let dy_state = b1.clone() * z.clone() + gate.clone() * rec.clone() - y.clone();
+            let da_state = b0.clone().square() * c.sigma_sq
+                + u.clone().matmul(c.w_norm_t.clone())
+                - a.clone();
+
+            // Step ratios: r ⊙ Δ, so ∂/∂r = Σ_batch Δ ⊙ ḡ'.
+            acc.r_y = acc.r_y + column_sum(dy_state * gy.clone());
+            acc.r_a = acc.r_a + column_sum(da_state * ga.clone());
+            acc.r_b0 = acc.r_b0 + column_sum((g0.clone() - b0.clone()) * gb0.clone());
+            acc.r_b1 = acc.r_b1 + column_sum((g1.clone() - b1.clone()) * gb1.clone());
+
+            let d_y = c.r_y.clone() * gy.clone();
+            let d_a = c.r_a.clone() * ga.clone();
+            let d_g0 = c.r_b0.clone() * gb0.clone();
+            let d_g1 = c.r_b1.clone() * gb1.clone();
+
+            // Normalization pool.
+            acc.w_norm_t = acc.w_norm_t + u.transpose().matmul(d_a.clone());
+            let d_u = d_a.clone().matmul(c.w_norm_t.clone().transpose());
+
+            // Products with y, a and x.
+            let mut d_rec = d_y.clone() * gate;
+            if c.rectified {
+                d_rec = d_rec.mask_fill(ry.lower_equal_elem(0.0), 0.0);
+            }
+            let d_h0 = d_g0 * g0.clone() * (g0.neg() + 1.0);
+            let d_h1 = d_g1 * g1.clone() * (g1.neg() + 1.0);
+            let d_zx = (d_y.clone() * b1).mask_fill(zx.lower_equal_elem(0.0), 0.0);
+            let d_from_y = Tensor::cat(vec![d_rec, d_h0.clone(), d_h1.clone()], 1);
+            let d_from_a = Tensor::cat(vec![d_h0.clone(), d_h1.clone()], 1);
+            let d_from_x = Tensor::cat(vec![d_zx, d_h0, d_h1], 1);
+            acc.w_y = acc.w_y + y.clone().transpose().matmul(d_from_y.clone());
+            acc.w_a = acc.w_a + a.clone().transpose().matmul(d_from_a.clone());
+            acc.w_x = acc.w_x + x.clone().transpose().matmul(d_from_x);
+
+            // Gradients with respect to the state before the step.
+            let d_a_pos = (d_y.clone() * rec).neg() / (sqrt_a * 2.0) + d_u.clone() * y_sq;
+            let mut d_y_act = d_u * a_pos * y_act * 2.0;
+            if c.rectified {
+                d_y_act = d_y_act.mask_fill(y.clone().lower_equal_elem(0.0), 0.0);
+            }
+            let new_gy = gy - d_y.clone()
+                + d_y_act
+                + d_from_y.matmul(c.w_y.clone().transpose());
+            let new_ga = ga - d_a.clone()
+                + d_a_pos.mask_fill(a.lower_equal_elem(0.0), 0.0)
+                + d_from_a.matmul(c.w_a.clone().transpose());
+            let new_gb0 = gb0.clone() - c.r_b0.clone() * gb0 + b0 * d_a * (2.0 * c.sigma_sq);
+            let new_gb1 = gb1.clone() - c.r_b1.clone() * gb1 + z * d_y;
+            gy = new_gy;
+            ga = new_ga;
+            gb0 = new_gb0;
+            gb1 = new_gb1;
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cell::OrganicsCellConfig;
+    use crate::rnn::OrganicsRnnConfig;
+    use burn::module::{ModuleVisitor, Param, ParamId};
+    use burn::tensor::Distribution;
+
+    /// Every float parameter's gradient, by id, as host values.
+    struct Collect<'a> {
+        grads: &'a Gradients,
+        out: Vec<(ParamId, Vec<f32>)>,
+    }
+
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = param.val().grad(self.grads) {
+                let v = g.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+                self.out.push((param.id, v));
+            }
+        }
+    }
+
+    fn grads_of(rnn: &OrganicsRnn, grads: &Gradients) -> Vec<(ParamId, Vec<f32>)> {
+        let mut c = Collect {
+            grads,
+            out: Vec::new(),
+        };
+        rnn.visit(&mut c);
+        c.out
+    }
+
+    fn relative(a: &[f32], b: &[f32]) -> f64 {
+        let diff: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum();
+        let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
+        (diff / norm.max(1e-30)).sqrt()
+    }
+
+    fn check(rectified: bool, learned: bool, r_scale: f64, seq: usize) {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let cell = OrganicsCellConfig::new(2, 6)
+            .with_rectified(rectified)
+            .with_learn_time_constants(learned)
+            .with_r_max_y(0.02 * r_scale)
+            .with_r_max_a(0.005 * r_scale)
+            .with_r_max_b(0.1 * r_scale);
+        let rnn = OrganicsRnnConfig::new(cell).init(&device);
+        // pixel-like inputs: many exact zeros, the rest in (0, 1]
+        let input = Tensor::<3>::random([3, seq, 2], Distribution::Uniform(-1.0, 1.0), &device)
+            .clamp_min(0.0);
+        let weight = Tensor::<2>::random([3, 6], Distribution::Normal(0.0, 1.0), &device);
+
+        let y_plain = rnn.forward(input.clone()).y;
+        let loss = (y_plain.clone() * weight.clone()).sum();
+        let plain = grads_of(&rnn, &loss.backward());
+
+        let recorded = rnn.forward_recorded(input);
+        let y_fast = recorded.last().y.clone();
+        let y_err = relative(
+            &y_plain.inner().into_data().try_to_vec::<f32>().expect("f32"),
+            &y_fast.into_data().try_to_vec::<f32>().expect("f32"),
+        );
+        assert!(y_err < 1e-6, "final y differs: {y_err:e}");
+        let fast = grads_of(&rnn, &recorded.backward(weight));
+
+        // 9 weight matrices, and 4 time constants when they are learned
+        assert_eq!(plain.len(), if learned { 13 } else { 9 });
+        assert_eq!(fast.len(), plain.len());
+        for ((id_p, p), (id_f, f)) in plain.iter().zip(&fast) {
+            assert_eq!(id_p, id_f);
+            let err = relative(p, f);
+            assert!(
+                err < 1e-5,
+                "rectified {rectified}, learned {learned}, r x{r_scale}, seq {seq}: parameter {id_p} differs by {err:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn hand_derived_bptt_equals_autodiff() {
+        check(true, true, 1.0, 30);
+        check(true, false, 1.0, 30);
+        check(false, true, 1.0, 30);
+        // larger steps make the recurrence matter more within a short sequence
+        check(true, true, 5.0, 60);
+        check(false, true, 5.0, 60);
+    }
+}
+
+#[cfg(test)]
+mod scratch_speed {
+    use burn::prelude::*;
+    use burn::tensor::Distribution;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn op_costs() {
+        let d = Device::flex();
+        let r = |s: [usize; 2]| Tensor::<2>::random(s, Distribution::Uniform(0.0, 1.0), &d);
+        let y = r([256, 128]);
+        let w = r([128, 384]);
+        let wt = r([384, 128]);
+        let reps = 200;
+        let time = |name: &str, f: &dyn Fn() -> Tensor<2>| {
+            let _ = f().into_data();
+            let t = Instant::now();
+            let mut last = None;
+            for _ in 0..reps {
+                last = Some(f());
+            }
+            let _ = last.map(|t| t.into_data());
+            println!("{name}: {:.1} us", t.elapsed().as_secs_f64() * 1e6 / reps as f64);
+        };
+        time("matmul 256x128 @ 128x384", &|| y.clone().matmul(w.clone()));
+        time("matmul 256x128 @ (384x128)^T", &|| y.clone().matmul(wt.clone().transpose()));
+        time("matmul (128x256)=y^T @ 256x384", &|| y.clone().transpose().matmul(r([256, 384])));
+        let big = r([256, 384]);
+        time("random 256x384 only", &|| r([256, 384]));
+        time("y^T @ big", &|| y.clone().transpose().matmul(big.clone()));
+        time("add 256x128", &|| y.clone() + y.clone());
+        time("mul 256x128", &|| y.clone() * y.clone());
+        time("sigmoid 256x128", &|| burn::tensor::activation::sigmoid(y.clone()));
+        time("sqrt 256x128", &|| y.clone().sqrt());
+        time("exp 256x128", &|| y.clone().exp());
+        time("tanh 256x128", &|| y.clone().tanh());
+        time("recip 256x128", &|| y.clone().recip());
+        time("1/(1+exp(-x))", &|| (y.clone().neg().exp() + 1.0).recip());
+        time("tanh form", &|| (y.clone() * 0.5).tanh() * 0.5 + 0.5);
+        time("relu", &|| burn::tensor::activation::relu(y.clone()));
+        time("square", &|| y.clone().square());
+        time("div", &|| y.clone() / y.clone());
+        time("slice cols", &|| big.clone().slice(s![.., 128..256]));
+        time("cat 3", &|| Tensor::cat(vec![y.clone(), y.clone(), y.clone()], 1));
+        time("mask_fill", &|| y.clone().mask_fill(y.clone().lower_equal_elem(0.5), 0.0));
+        time("sum_dim0", &|| y.clone().sum_dim(0));
+        time("add scalar", &|| y.clone() + 1.0);
+        let ad = d.clone().autodiff();
+        let ya = Tensor::<2>::random([256, 128], Distribution::Uniform(0.0, 1.0), &ad).require_grad();
+        time("autodiff mul 256x128", &|| ya.clone() * ya.clone());
+    }
+}
