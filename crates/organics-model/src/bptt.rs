@@ -27,7 +27,7 @@
 use burn::prelude::*;
 use burn::tensor::{Gradients, activation};
 
-use crate::cell::{OrganicsState, PreparedCell};
+use crate::cell::{OrganicsState, PreparedCell, StepRecord};
 use crate::rnn::OrganicsRnn;
 
 /// A sequence run without an autodiff graph, ready to be backpropagated.
@@ -41,6 +41,8 @@ pub struct RecordedSequence {
     inputs: Vec<Tensor<2>>,
     /// The state before every step (index t: before step t), without autodiff.
     states: Vec<OrganicsState>,
+    /// The intermediate values of every step.
+    records: Vec<StepRecord>,
     /// The state after the last step, without autodiff.
     last: OrganicsState,
 }
@@ -66,9 +68,11 @@ impl OrganicsRnn {
             .map(|x| x.reshape([batch, n_in]))
             .collect();
         let mut states = Vec::with_capacity(inputs.len());
+        let mut records = Vec::with_capacity(inputs.len());
         for x in &inputs {
-            let next = cell.step(x.clone(), state.clone());
+            let (next, record) = cell.step_recorded(x.clone(), state.clone());
             states.push(state);
+            records.push(record);
             state = next;
         }
         RecordedSequence {
@@ -76,6 +80,7 @@ impl OrganicsRnn {
             cell,
             inputs,
             states,
+            records,
             last: state,
         }
     }
@@ -107,9 +112,7 @@ impl RecordedSequence {
         let t = &self.tracked;
         // ⟨tracked, ḡ⟩ has exactly ḡ as its gradient with respect to each derived tensor,
         // so its backward pass carries ḡ through `prepare` to the parameters.
-        let pair = |tracked: &Tensor<2>, grad: Tensor<2>| {
-            (tracked.clone() * grad.autodiff()).sum()
-        };
+        let pair = |tracked: &Tensor<2>, grad: Tensor<2>| (tracked.clone() * grad.autodiff()).sum();
         let surrogate = pair(&t.w_x, g.w_x)
             + pair(&t.w_y, g.w_y)
             + pair(&t.w_a, g.w_a)
@@ -123,7 +126,6 @@ impl RecordedSequence {
 
     fn backward_prepared(&self, grad_y: Tensor<2>) -> PreparedGrads {
         let c = &self.cell;
-        let n = c.n;
         let zeros = |t: &Tensor<2>| t.zeros_like();
         let mut gy = grad_y;
         let mut ga = zeros(&self.last.a);
@@ -131,6 +133,7 @@ impl RecordedSequence {
         let mut gb1 = zeros(&self.last.b1);
         let mut acc = PreparedGrads {
             w_x: zeros(&c.w_x),
+            // filled after the loop
             w_y: zeros(&c.w_y),
             w_a: zeros(&c.w_a),
             w_norm_t: zeros(&c.w_norm_t),
@@ -140,30 +143,32 @@ impl RecordedSequence {
             r_b1: zeros(&c.r_b1),
         };
         let column_sum = |t: Tensor<2>| t.sum_dim(0);
-        for (x, s) in self.inputs.iter().zip(&self.states).rev() {
+        // The weight gradients Σ_t stateᵀ δ are taken after the loop as one matmul over all
+        // steps, [n, T·batch] x [T·batch, k]: the same arithmetic in one large product, which
+        // runs far closer to the CPU's peak than 784 small ones.
+        let steps_total = self.inputs.len();
+        let mut deltas_y = Vec::with_capacity(steps_total);
+        let mut deltas_a = Vec::with_capacity(steps_total);
+        let mut deltas_pool = Vec::with_capacity(steps_total);
+        let mut pooled_inputs = Vec::with_capacity(steps_total);
+        let steps = self.inputs.iter().zip(&self.states).zip(&self.records);
+        for ((x, s), record) in steps.rev() {
             let OrganicsState { y, a, b0, b1 } = s.clone();
-            // Recompute the step's intermediate values from the saved state.
-            let from_x = x.clone().matmul(c.w_x.clone());
-            let from_y = y.clone().matmul(c.w_y.clone());
-            let from_a = a.clone().matmul(c.w_a.clone());
-            let zx = from_x.clone().slice(s![.., 0..n]);
+            let StepRecord {
+                zx,
+                ry,
+                g0,
+                g1,
+                dy: dy_state,
+                da: da_state,
+            } = record.clone();
+            // Cheap element-wise values are recomputed rather than stored.
             let z = activation::relu(zx.clone());
-            let ry = from_y.clone().slice(s![.., 0..n]);
             let rec = if c.rectified {
                 activation::relu(ry.clone())
             } else {
                 ry.clone()
             };
-            let g0 = activation::sigmoid(
-                from_x.clone().slice(s![.., n..2 * n])
-                    + from_y.clone().slice(s![.., n..2 * n])
-                    + from_a.clone().slice(s![.., 0..n]),
-            );
-            let g1 = activation::sigmoid(
-                from_x.slice(s![.., 2 * n..3 * n])
-                    + from_y.slice(s![.., 2 * n..3 * n])
-                    + from_a.slice(s![.., n..2 * n]),
-            );
             let a_pos = activation::relu(a.clone());
             let sqrt_a = a_pos.clone().sqrt();
             let gate = sqrt_a.clone().neg() + 1.0;
@@ -174,10 +179,6 @@ impl RecordedSequence {
             };
             let y_sq = y_act.clone().square();
             let u = y_sq.clone() * a_pos.clone();
-            let dy_state = b1.clone() * z.clone() + gate.clone() * rec.clone() - y.clone();
-            let da_state = b0.clone().square() * c.sigma_sq
-                + u.clone().matmul(c.w_norm_t.clone())
-                - a.clone();
 
             // Step ratios: r ⊙ Δ, so ∂/∂r = Σ_batch Δ ⊙ ḡ'.
             acc.r_y = acc.r_y + column_sum(dy_state * gy.clone());
@@ -191,7 +192,8 @@ impl RecordedSequence {
             let d_g1 = c.r_b1.clone() * gb1.clone();
 
             // Normalization pool.
-            acc.w_norm_t = acc.w_norm_t + u.transpose().matmul(d_a.clone());
+            pooled_inputs.push(u);
+            deltas_pool.push(d_a.clone());
             let d_u = d_a.clone().matmul(c.w_norm_t.clone().transpose());
 
             // Products with y, a and x.
@@ -205,8 +207,8 @@ impl RecordedSequence {
             let d_from_y = Tensor::cat(vec![d_rec, d_h0.clone(), d_h1.clone()], 1);
             let d_from_a = Tensor::cat(vec![d_h0.clone(), d_h1.clone()], 1);
             let d_from_x = Tensor::cat(vec![d_zx, d_h0, d_h1], 1);
-            acc.w_y = acc.w_y + y.clone().transpose().matmul(d_from_y.clone());
-            acc.w_a = acc.w_a + a.clone().transpose().matmul(d_from_a.clone());
+            deltas_y.push(d_from_y.clone());
+            deltas_a.push(d_from_a.clone());
             acc.w_x = acc.w_x + x.clone().transpose().matmul(d_from_x);
 
             // Gradients with respect to the state before the step.
@@ -215,9 +217,7 @@ impl RecordedSequence {
             if c.rectified {
                 d_y_act = d_y_act.mask_fill(y.clone().lower_equal_elem(0.0), 0.0);
             }
-            let new_gy = gy - d_y.clone()
-                + d_y_act
-                + d_from_y.matmul(c.w_y.clone().transpose());
+            let new_gy = gy - d_y.clone() + d_y_act + d_from_y.matmul(c.w_y.clone().transpose());
             let new_ga = ga - d_a.clone()
                 + d_a_pos.mask_fill(a.lower_equal_elem(0.0), 0.0)
                 + d_from_a.matmul(c.w_a.clone().transpose());
@@ -228,6 +228,18 @@ impl RecordedSequence {
             gb0 = new_gb0;
             gb1 = new_gb1;
         }
+        // The deltas were pushed last step first.
+        let stacked = |mut v: Vec<Tensor<2>>| {
+            v.reverse();
+            Tensor::cat(v, 0)
+        };
+        let states_y = Tensor::cat(self.states.iter().map(|s| s.y.clone()).collect(), 0);
+        let states_a = Tensor::cat(self.states.iter().map(|s| s.a.clone()).collect(), 0);
+        acc.w_y = states_y.transpose().matmul(stacked(deltas_y));
+        acc.w_a = states_a.transpose().matmul(stacked(deltas_a));
+        acc.w_norm_t = stacked(pooled_inputs)
+            .transpose()
+            .matmul(stacked(deltas_pool));
         acc
     }
 }
@@ -249,7 +261,11 @@ mod tests {
     impl ModuleVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = param.val().grad(self.grads) {
-                let v = g.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+                let v = g
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .expect("f32");
                 self.out.push((param.id, v));
             }
         }
@@ -265,11 +281,7 @@ mod tests {
     }
 
     fn relative(a: &[f32], b: &[f32]) -> f64 {
-        let diff: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(x - y).powi(2))
-            .sum();
+        let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
         let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
         (diff / norm.max(1e-30)).sqrt()
     }
@@ -296,7 +308,11 @@ mod tests {
         let recorded = rnn.forward_recorded(input);
         let y_fast = recorded.last().y.clone();
         let y_err = relative(
-            &y_plain.inner().into_data().try_to_vec::<f32>().expect("f32"),
+            &y_plain
+                .inner()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32"),
             &y_fast.into_data().try_to_vec::<f32>().expect("f32"),
         );
         assert!(y_err < 1e-6, "final y differs: {y_err:e}");
@@ -323,59 +339,5 @@ mod tests {
         // larger steps make the recurrence matter more within a short sequence
         check(true, true, 5.0, 60);
         check(false, true, 5.0, 60);
-    }
-}
-
-#[cfg(test)]
-mod scratch_speed {
-    use burn::prelude::*;
-    use burn::tensor::Distribution;
-    use std::time::Instant;
-
-    #[test]
-    #[ignore]
-    fn op_costs() {
-        let d = Device::flex();
-        let r = |s: [usize; 2]| Tensor::<2>::random(s, Distribution::Uniform(0.0, 1.0), &d);
-        let y = r([256, 128]);
-        let w = r([128, 384]);
-        let wt = r([384, 128]);
-        let reps = 200;
-        let time = |name: &str, f: &dyn Fn() -> Tensor<2>| {
-            let _ = f().into_data();
-            let t = Instant::now();
-            let mut last = None;
-            for _ in 0..reps {
-                last = Some(f());
-            }
-            let _ = last.map(|t| t.into_data());
-            println!("{name}: {:.1} us", t.elapsed().as_secs_f64() * 1e6 / reps as f64);
-        };
-        time("matmul 256x128 @ 128x384", &|| y.clone().matmul(w.clone()));
-        time("matmul 256x128 @ (384x128)^T", &|| y.clone().matmul(wt.clone().transpose()));
-        time("matmul (128x256)=y^T @ 256x384", &|| y.clone().transpose().matmul(r([256, 384])));
-        let big = r([256, 384]);
-        time("random 256x384 only", &|| r([256, 384]));
-        time("y^T @ big", &|| y.clone().transpose().matmul(big.clone()));
-        time("add 256x128", &|| y.clone() + y.clone());
-        time("mul 256x128", &|| y.clone() * y.clone());
-        time("sigmoid 256x128", &|| burn::tensor::activation::sigmoid(y.clone()));
-        time("sqrt 256x128", &|| y.clone().sqrt());
-        time("exp 256x128", &|| y.clone().exp());
-        time("tanh 256x128", &|| y.clone().tanh());
-        time("recip 256x128", &|| y.clone().recip());
-        time("1/(1+exp(-x))", &|| (y.clone().neg().exp() + 1.0).recip());
-        time("tanh form", &|| (y.clone() * 0.5).tanh() * 0.5 + 0.5);
-        time("relu", &|| burn::tensor::activation::relu(y.clone()));
-        time("square", &|| y.clone().square());
-        time("div", &|| y.clone() / y.clone());
-        time("slice cols", &|| big.clone().slice(s![.., 128..256]));
-        time("cat 3", &|| Tensor::cat(vec![y.clone(), y.clone(), y.clone()], 1));
-        time("mask_fill", &|| y.clone().mask_fill(y.clone().lower_equal_elem(0.5), 0.0));
-        time("sum_dim0", &|| y.clone().sum_dim(0));
-        time("add scalar", &|| y.clone() + 1.0);
-        let ad = d.clone().autodiff();
-        let ya = Tensor::<2>::random([256, 128], Distribution::Uniform(0.0, 1.0), &ad).require_grad();
-        time("autodiff mul 256x128", &|| ya.clone() * ya.clone());
     }
 }

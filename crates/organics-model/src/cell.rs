@@ -246,32 +246,59 @@ impl OrganicsCell {
     }
 }
 
+/// What one step computes besides the next state, kept by [`crate::bptt`] so that its
+/// backward pass does not recompute the step.
+#[derive(Debug, Clone)]
+pub(crate) struct StepRecord {
+    /// `W_zx x` before rectification.
+    pub(crate) zx: Tensor<2>,
+    /// `W_r y` before rectification.
+    pub(crate) ry: Tensor<2>,
+    /// The gain targets `sigmoid(h0)`, `sigmoid(h1)`.
+    pub(crate) g0: Tensor<2>,
+    pub(crate) g1: Tensor<2>,
+    /// The Euler increments `dy/dt`, `da/dt` (before the step ratios).
+    pub(crate) dy: Tensor<2>,
+    pub(crate) da: Tensor<2>,
+}
+
+/// `1 / (1 + e^(−x))`: the same function as Burn's `sigmoid`, which on the CPU backends
+/// costs about twice as much (measured 180 µs against 97 µs for 256 x 128 on flex).
+fn sigmoid(x: Tensor<2>) -> Tensor<2> {
+    (x.neg().exp() + 1.0).recip()
+}
+
 impl PreparedCell {
     /// One Euler step (see the [module docs](self) for the equations).
     pub fn step(&self, x: Tensor<2>, state: OrganicsState) -> OrganicsState {
+        self.step_recorded(x, state).0
+    }
+
+    /// One Euler step and its intermediate values.
+    pub(crate) fn step_recorded(
+        &self,
+        x: Tensor<2>,
+        state: OrganicsState,
+    ) -> (OrganicsState, StepRecord) {
         let n = self.n;
         let OrganicsState { y, a, b0, b1 } = state;
         let from_x = x.matmul(self.w_x.clone());
         let from_y = y.clone().matmul(self.w_y.clone());
         let from_a = a.clone().matmul(self.w_a.clone());
 
-        let z = activation::relu(from_x.clone().slice(s![.., 0..n]));
-        let recurrent = from_y.clone().slice(s![.., 0..n]);
+        let zx = from_x.clone().slice(s![.., 0..n]);
+        let z = activation::relu(zx.clone());
+        let ry = from_y.clone().slice(s![.., 0..n]);
         let recurrent = if self.rectified {
-            activation::relu(recurrent)
+            activation::relu(ry.clone())
         } else {
-            recurrent
+            ry.clone()
         };
-        let gain0 = activation::sigmoid(
-            from_x.clone().slice(s![.., n..2 * n])
-                + from_y.clone().slice(s![.., n..2 * n])
-                + from_a.clone().slice(s![.., 0..n]),
-        );
-        let gain1 = activation::sigmoid(
-            from_x.slice(s![.., 2 * n..3 * n])
-                + from_y.slice(s![.., 2 * n..3 * n])
-                + from_a.slice(s![.., n..2 * n]),
-        );
+        // Both gains in one pass over [batch, 2n].
+        let gains =
+            sigmoid(from_x.slice(s![.., n..3 * n]) + from_y.slice(s![.., n..3 * n]) + from_a);
+        let g0 = gains.clone().slice(s![.., 0..n]);
+        let g1 = gains.slice(s![.., n..2 * n]);
 
         let a_pos = activation::relu(a.clone());
         let gate = a_pos.clone().sqrt().neg() + 1.0;
@@ -284,11 +311,20 @@ impl PreparedCell {
         let pooled = (y_sq * a_pos).matmul(self.w_norm_t.clone());
         let da = b0.clone().square() * self.sigma_sq + pooled - a.clone();
 
-        OrganicsState {
-            y: y + self.r_y.clone() * dy,
-            a: a + self.r_a.clone() * da,
-            b0: b0.clone() + self.r_b0.clone() * (gain0 - b0),
-            b1: b1.clone() + self.r_b1.clone() * (gain1 - b1),
-        }
+        let next = OrganicsState {
+            y: y + self.r_y.clone() * dy.clone(),
+            a: a + self.r_a.clone() * da.clone(),
+            b0: b0.clone() + self.r_b0.clone() * (g0.clone() - b0),
+            b1: b1.clone() + self.r_b1.clone() * (g1.clone() - b1),
+        };
+        let record = StepRecord {
+            zx,
+            ry,
+            g0,
+            g1,
+            dy,
+            da,
+        };
+        (next, record)
     }
 }

@@ -26,7 +26,7 @@ use burn::prelude::*;
 use nalgebra::DMatrix;
 
 use crate::error::ModelError;
-use crate::host::{from_f64, to_f64, to_matrix};
+use crate::host::{from_f64, par_map, to_f64, to_matrix};
 
 /// Solves `(I − D(gate_i) W_r) y_i = rhs_i` for every row `i`, differentiably.
 ///
@@ -42,9 +42,9 @@ pub(crate) fn solve_gated(
     let rhs_host = to_f64(rhs.clone())?;
     let w_r_host = to_matrix(w_r.clone())?;
 
-    let mut inverses = Vec::with_capacity(batch * n * n);
-    let mut y_hat = Vec::with_capacity(batch * n);
-    for sample in 0..batch {
+    // Samples are independent: their inverses are spread over the cores.
+    let samples: Vec<usize> = (0..batch).collect();
+    let solved = par_map(&samples, |&sample| {
         let g = &gate_host[sample * n..(sample + 1) * n];
         let system = DMatrix::from_fn(n, n, |i, j| {
             let identity = if i == j { 1.0 } else { 0.0 };
@@ -54,7 +54,13 @@ pub(crate) fn solve_gated(
             .try_inverse()
             .ok_or(ModelError::SingularSystemAt { sample })?;
         let b = nalgebra::DVector::from_row_slice(&rhs_host[sample * n..(sample + 1) * n]);
-        y_hat.extend((&inverse * b).iter());
+        Ok::<_, ModelError>((&inverse * b, inverse))
+    });
+    let mut inverses = Vec::with_capacity(batch * n * n);
+    let mut y_hat = Vec::with_capacity(batch * n);
+    for result in solved {
+        let (y, inverse) = result?;
+        y_hat.extend(y.iter());
         // row-major for the tensor
         inverses.extend(inverse.transpose().iter());
     }

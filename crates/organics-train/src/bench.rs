@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::optim::decay::WeightDecayConfig;
 use burn::optim::AdamConfig;
+use burn::optim::decay::WeightDecayConfig;
 use burn::prelude::*;
 use burn::train::TrainStep;
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,18 @@ pub struct BenchResult {
     pub sec_per_step: f64,
     /// Samples per second.
     pub samples_per_sec: f64,
+    /// Peak resident memory of the process in MB (Linux `VmHWM`), as the peers'
+    /// `bench.py` reports it.
+    #[serde(default)]
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The process's peak resident set size in MB, where `/proc` tells it.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Times `steps` training steps after one warm-up step.
@@ -118,6 +130,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         plain_autodiff: opts.plain_autodiff,
         sec_per_step: sec,
         samples_per_sec: opts.batch as f64 / sec,
+        peak_rss_mb: peak_rss_mb(),
     })
 }
 

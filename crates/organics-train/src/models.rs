@@ -206,7 +206,7 @@ impl HarnessModel for SeqOrganics {
         let grad_y = y_last
             .grad_remove(&mut grads)
             .unwrap_or_else(|| y_last.zeros_like().inner());
-            let mut params = GradientsParams::from_grads(grads, self);
+        let mut params = GradientsParams::from_grads(grads, self);
         let mut cell = GradientsParams::from_grads(recorded.backward(grad_y), &self.inner.rnn);
         self.inner.rnn.visit(&mut MoveGrads {
             from: &mut cell,

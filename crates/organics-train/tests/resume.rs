@@ -131,11 +131,22 @@ fn early_stopping_tests_the_best_validation_epoch() {
         .with_test_limit(Some(128));
     let r = organics_train::train(&config, &common::opts(dir.path(), false)).expect("trains");
     let tested = r.tested_epoch.expect("an epoch was tested");
-    let valid: Vec<f64> = r.valid_accuracy.iter().map(|a| a.expect("logged")).collect();
+    let valid: Vec<f64> = r
+        .valid_accuracy
+        .iter()
+        .map(|a| a.expect("logged"))
+        .collect();
     assert_eq!(valid.len(), r.epochs);
     let best = valid.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    assert_eq!(valid[tested - 1], best, "tested epoch {tested} of {valid:?}");
+    assert_eq!(
+        valid[tested - 1],
+        best,
+        "tested epoch {tested} of {valid:?}"
+    );
     // model.bpk holds the tested weights: evaluating it gives the reported test score
     let eval = organics_train::evaluate(dir.path(), Some(common::data_dir()), None).expect("eval");
-    assert!((eval.test_accuracy - r.test_accuracy).abs() < 1e-9, "{eval:?} vs {r:?}");
+    assert!(
+        (eval.test_accuracy - r.test_accuracy).abs() < 1e-9,
+        "{eval:?} vs {r:?}"
+    );
 }
