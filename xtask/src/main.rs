@@ -104,7 +104,8 @@ enum AnalyzeCommand {
         #[arg(long, default_value = "docs/analysis/theorem.json")]
         out: PathBuf,
     },
-    /// Algorithm 1's error per iteration against a long simulation (paper Fig. 4).
+    /// Algorithm 1's error per iteration against a long simulation (paper Fig. 4); a
+    /// table, JSON and a figure.
     Convergence {
         /// Principal neurons per circuit (and as many modulators).
         #[arg(long, default_value_t = 10)]
@@ -121,6 +122,9 @@ enum AnalyzeCommand {
         /// Where the JSON goes.
         #[arg(long, default_value = "docs/analysis/convergence.json")]
         out: PathBuf,
+        /// Where the figure (SVG) goes.
+        #[arg(long, default_value = "docs/convergence.svg")]
+        figure: PathBuf,
     },
     /// On a trained static ORGaNICs run: the largest real part of the Jacobian's
     /// eigenvalues at each test image's fixed point, per layer (paper Fig. 5); a table,
@@ -381,6 +385,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             iterations,
             seed,
             out,
+            figure,
         }) => {
             let report = organics_train::analyze::convergence(n, trials, iterations, seed)?;
             println!(
@@ -389,7 +394,8 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             );
             print!("{}", organics_train::analyze::convergence_table(&report));
             organics_train::analyze::write_report(&out, &report)?;
-            println!("written to {}", out.display());
+            organics_train::convergence_plot::convergence_figure(&report, &figure)?;
+            println!("written to {} and {}", out.display(), figure.display());
         }
         Command::Plot(PlotCommand::Curves {
             artifact_dirs,

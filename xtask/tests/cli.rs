@@ -185,6 +185,7 @@ fn analyze_commands_write_decodable_json() {
     assert_eq!(rows[0]["stable"], 10);
 
     let conv = tmp.path().join("conv.json");
+    let conv_svg = tmp.path().join("conv.svg");
     let (code, err) = xtask(&[
         "analyze",
         "convergence",
@@ -194,8 +195,12 @@ fn analyze_commands_write_decodable_json() {
         "4",
         "--out",
         conv.to_str().expect("utf8"),
+        "--figure",
+        conv_svg.to_str().expect("utf8"),
     ]);
     assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&conv_svg).expect("figure written");
+    roxmltree::Document::parse(&text).expect("decodable SVG");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&conv).expect("written")).expect("json");
     assert_eq!(report["mean"].as_array().map(Vec::len), Some(4));

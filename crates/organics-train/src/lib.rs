@@ -9,6 +9,7 @@ pub mod analyze;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod convergence_plot;
 pub mod curves_plot;
 pub mod error;
 pub mod eval;
