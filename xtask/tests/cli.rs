@@ -210,14 +210,35 @@ fn analyze_commands_write_decodable_json() {
     assert!(err.contains("at least 1"), "{err}");
 }
 
+/// Trains a tiny run with `flags` into `dir/run` and returns that path.
+fn tiny_run(dir: &std::path::Path, flags: &[&str]) -> String {
+    let art = dir.join("run").to_str().expect("utf8").to_string();
+    let data = shared();
+    let mut args = vec![
+        "train",
+        "--plain",
+        "--data-dir",
+        &data,
+        "--artifact-dir",
+        &art,
+    ];
+    args.extend(flags);
+    let (code, err) = xtask(&args);
+    assert_eq!(code, 0, "{err}");
+    art
+}
+
+/// How many `tag` elements the SVG at `path` has (it must parse).
+fn svg_elements(path: &std::path::Path, tag: &str) -> usize {
+    let text = std::fs::read_to_string(path).expect("figure written");
+    let doc = roxmltree::Document::parse(&text).expect("decodable SVG");
+    doc.descendants().filter(|n| n.has_tag_name(tag)).count()
+}
+
 #[test]
 fn stability_commands_on_a_tiny_static_run() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let art = tmp.path().join("run");
-    let art = art.to_str().expect("utf8");
-    let data = shared();
-    let (code, err) = xtask(&[
-        "train",
+    let flags = [
         "--layers",
         "8",
         "--epochs",
@@ -228,20 +249,16 @@ fn stability_commands_on_a_tiny_static_run() {
         "32",
         "--test-limit",
         "16",
-        "--plain",
-        "--data-dir",
-        &data,
-        "--artifact-dir",
-        art,
-    ]);
-    assert_eq!(code, 0, "{err}");
+    ];
+    let art = tiny_run(tmp.path(), &flags);
+    let data = shared();
     let json = tmp.path().join("stability.json");
     let figure = tmp.path().join("stability.svg");
     let (code, err) = xtask(&[
         "analyze",
         "stability",
         "--artifact-dir",
-        art,
+        &art,
         "--limit",
         "10",
         "--data-dir",
@@ -257,8 +274,8 @@ fn stability_commands_on_a_tiny_static_run() {
     assert_eq!(report["images"], 10);
     // W_r = I: no unstable fixed point (Theorem 4.1)
     assert_eq!(report["layers"][0]["not_stable"], 0);
-    let text = std::fs::read_to_string(&figure).expect("figure");
-    roxmltree::Document::parse(&text).expect("decodable SVG");
+    // one bar per non-empty bin, at least one
+    assert!(svg_elements(&figure, "rect") > 1);
 
     let curve = tmp.path().join("curve.svg");
     let (code, err) = xtask(&[
@@ -267,16 +284,62 @@ fn stability_commands_on_a_tiny_static_run() {
         "--metric",
         "stability",
         "--artifact-dir",
-        art,
+        &art,
         "--out",
         curve.to_str().expect("utf8"),
     ]);
     assert_eq!(code, 0, "{err}");
-    let text = std::fs::read_to_string(&curve).expect("figure");
-    let doc = roxmltree::Document::parse(&text).expect("decodable SVG");
-    let markers = doc
-        .descendants()
-        .filter(|n| n.has_tag_name("circle"))
-        .count();
-    assert_eq!(markers, 2, "one point per epoch");
+    assert_eq!(svg_elements(&curve, "circle"), 2, "one point per epoch");
+}
+
+#[test]
+fn trajectories_command_on_a_tiny_sequence_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let flags = [
+        "--task",
+        "smnist",
+        "--hidden",
+        "6",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--train-limit",
+        "32",
+        "--valid-limit",
+        "16",
+        "--test-limit",
+        "4",
+    ];
+    let art = tiny_run(tmp.path(), &flags);
+    let data = shared();
+    let figure = tmp.path().join("traj.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "plot",
+            "trajectories",
+            "--artifact-dir",
+            &art,
+            "--images",
+            "2",
+            "--neurons",
+            "3",
+            "--data-dir",
+            &data,
+            "--out",
+            figure.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("test image").count(), 2, "{stdout}");
+    assert!(
+        svg_elements(&figure, "polyline") >= 6,
+        "2 panels x 3 neurons"
+    );
 }

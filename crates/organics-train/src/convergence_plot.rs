@@ -70,12 +70,11 @@ pub fn convergence_figure(report: &ConvergenceReport, out: &Path) -> Result<(), 
         .iter()
         .zip(&report.std)
         .enumerate()
-        .filter_map(|(k, (m, s))| {
-            positive(*m).then(|| {
-                let x = (k + 1) as f64;
-                let low = if m - s > lo { m - s } else { lo };
-                PathElement::new([(x, low), (x, m + s)], BLUE.mix(0.5).stroke_width(2))
-            })
+        .filter(|(_, (m, _))| positive(**m))
+        .map(|(k, (m, s))| {
+            let x = (k + 1) as f64;
+            let low = if m - s > lo { m - s } else { lo };
+            PathElement::new([(x, low), (x, m + s)], BLUE.mix(0.5).stroke_width(2))
         });
     chart.draw_series(bars).map_err(err)?;
     for (name, points, color) in [
