@@ -150,9 +150,7 @@ pub fn convergence_table(r: &ConvergenceReport) -> String {
 
 /// Writes a report as pretty JSON (atomically).
 pub fn write_report<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
-    }
+    crate::error::create_parent(path)?;
     crate::train::write_json(path, value)
 }
 

@@ -28,13 +28,8 @@ pub fn convergence_figure(report: &ConvergenceReport, out: &Path) -> Result<(), 
     }
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min) / 3.0;
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max) * 3.0;
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
-    }
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| TrainError::File {
-        path: out.into(),
-        message: format!("drawing the figure: {e}"),
-    };
+    crate::error::create_parent(out)?;
+    let err = crate::error::draw_err(out);
     let root = SVGBackend::new(out, (800, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)

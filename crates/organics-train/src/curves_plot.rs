@@ -71,13 +71,8 @@ pub fn learning_curves(
             (lo - pad..hi + pad, "largest Re(eigenvalue), probe images")
         }
     };
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
-    }
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| TrainError::File {
-        path: out.into(),
-        message: format!("drawing the figure: {e}"),
-    };
+    crate::error::create_parent(out)?;
+    let err = crate::error::draw_err(out);
     let root = SVGBackend::new(out, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)

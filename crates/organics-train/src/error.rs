@@ -1,6 +1,6 @@
 //! Errors of the training crate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What can stop a training, evaluation or benchmark run.
 #[derive(Debug, thiserror::Error)]
@@ -58,5 +58,21 @@ pub(crate) fn file_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) ->
     move |e| TrainError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+/// Creates the folder that will hold `path`, if it has one.
+pub(crate) fn create_parent(path: &Path) -> Result<(), TrainError> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(file_err(parent)),
+        None => Ok(()),
+    }
+}
+
+/// The error of drawing the figure at `path`.
+pub(crate) fn draw_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> TrainError + Copy + '_ {
+    move |e| TrainError::File {
+        path: path.into(),
+        message: format!("drawing the figure: {e}"),
     }
 }

@@ -113,9 +113,7 @@ pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
     fn classify(&self, batch: Self::Batch) -> ClassificationOutput;
     /// Loss, logits and targets for a batch, and the gradients of the loss.
     fn loss_and_grads(&self, batch: Self::Batch) -> (ClassificationOutput, GradientsParams) {
-        let out = self.classify(batch);
-        let grads = GradientsParams::from_grads(out.loss.backward(), self);
-        (out, grads)
+        autodiff_grads(self, batch)
     }
     /// The same model computing gradients through Burn's autodiff when `plain` (models
     /// without a hand-derived backward pass always do).
@@ -167,6 +165,16 @@ pub fn grad_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor
     visitor.total.map(|t| t.sqrt())
 }
 
+/// Loss and gradients through Burn's autodiff.
+fn autodiff_grads<M: HarnessModel>(
+    model: &M,
+    batch: M::Batch,
+) -> (ClassificationOutput, GradientsParams) {
+    let out = model.classify(batch);
+    let grads = GradientsParams::from_grads(out.loss.backward(), model);
+    (out, grads)
+}
+
 /// Moves every gradient of `module`'s parameters from `from` into `to`.
 struct MoveGrads<'a> {
     from: &'a mut GradientsParams,
@@ -194,9 +202,7 @@ impl HarnessModel for SeqOrganics {
     }
     fn loss_and_grads(&self, b: SequenceBatch) -> (ClassificationOutput, GradientsParams) {
         if self.plain_autodiff || !b.inputs.device().is_autodiff() {
-            let out = self.classify(b);
-            let grads = GradientsParams::from_grads(out.loss.backward(), self);
-            return (out, grads);
+            return autodiff_grads(self, b);
         }
         let recorded = self.inner.rnn.forward_recorded(b.inputs);
         // The readout and loss are small: autodiff handles them and yields dL/dy_T.

@@ -30,13 +30,6 @@ pub struct MarkedPoint {
     pub stable: bool,
 }
 
-fn draw_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> TrainError + '_ {
-    move |e| TrainError::File {
-        path: path.into(),
-        message: format!("drawing the figure: {e}"),
-    }
-}
-
 /// Splits a curve into the runs where it is defined and inside the plotted `a` range.
 fn segments(points: impl Iterator<Item = (f64, Option<f64>)>, a_max: f64) -> Vec<Vec<(f64, f64)>> {
     let mut out = vec![Vec::new()];
@@ -57,10 +50,8 @@ fn segments(points: impl Iterator<Item = (f64, Option<f64>)>, a_max: f64) -> Vec
 /// Draws the six panels (three parameter sets, main and rectified model) into `path`;
 /// returns the fixed points it marked.
 pub fn phase_portraits(path: &Path) -> Result<Vec<MarkedPoint>, TrainError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
-    }
-    let err = draw_err(path);
+    crate::error::create_parent(path)?;
+    let err = crate::error::draw_err(path);
     let root = SVGBackend::new(path, (1500, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(&err)?;
     let panels = root.split_evenly((2, 3));

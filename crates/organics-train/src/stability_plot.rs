@@ -16,13 +16,8 @@ pub fn stability_histograms(report: &TrainedStability, out: &Path) -> Result<(),
             "no finite eigenvalue to draw: every fixed point failed".into(),
         ));
     }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
-    }
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| TrainError::File {
-        path: out.into(),
-        message: format!("drawing the figure: {e}"),
-    };
+    crate::error::create_parent(out)?;
+    let err = crate::error::draw_err(out);
     let panels = report.layers.len();
     let root = SVGBackend::new(out, (460 * panels as u32, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

@@ -141,13 +141,8 @@ fn draw(
     at: &impl Fn(usize, usize, usize) -> f64,
     out: &Path,
 ) -> Result<(), TrainError> {
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(crate::error::file_err(parent))?;
-    }
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| TrainError::File {
-        path: out.into(),
-        message: format!("drawing the figure: {e}"),
-    };
+    crate::error::create_parent(out)?;
+    let err = crate::error::draw_err(out);
     let rows = s.images.len();
     let root = SVGBackend::new(out, (1000, 240 * rows as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
