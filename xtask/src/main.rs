@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use organics_train::{
-    BackendKind, BenchOptions, CurveMetric, ModelKind, RunOptions, Task, TrainConfig, TrainError,
+    BackendKind, BenchOptions, CurveMetric, GradientPath, ModelKind, RunOptions, Task, TrainConfig,
+    TrainError,
 };
 
 #[derive(Parser)]
@@ -281,9 +282,11 @@ struct BenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     steps: usize,
-    /// Sequence ORGaNICs: time Burn's autodiff instead of the hand-derived backward pass.
-    #[arg(long)]
-    plain_autodiff: bool,
+    /// Sequence ORGaNICs: how gradients are computed: fused (the hand-derived BPTT in one
+    /// CPU kernel; default on flex and ndarray), tensor (the same in Burn tensor ops; default
+    /// on wgpu) or autodiff (Burn's autodiff through every step).
+    #[arg(long, value_parser = parse::<GradientPath>)]
+    gradients: Option<GradientPath>,
 }
 
 fn exit_code(e: &TrainError) -> u8 {
@@ -361,7 +364,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 batch: a.batch,
                 seq: a.seq,
                 steps: a.steps,
-                plain_autodiff: a.plain_autodiff,
+                gradients: a.gradients,
             })?;
             println!(
                 "{}",

@@ -27,15 +27,43 @@
 use burn::prelude::*;
 use burn::tensor::{Gradients, activation};
 
+use crate::bptt_cpu::{HostCell, HostSequence};
 use crate::cell::{OrganicsState, PreparedCell, StepRecord};
 use crate::rnn::OrganicsRnn;
+
+/// Where [`OrganicsRnn::forward_recorded_with`] runs a sequence and its backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BpttKernel {
+    /// Burn tensor ops on the input's device: any backend, and the choice on a GPU.
+    #[default]
+    TensorOps,
+    /// The fused `f32` kernel on the host's cores (`bptt_cpu.rs`); inputs, final state
+    /// and gradients are copied between the device and the host once per sequence. The
+    /// choice on the CPU backends (flex, ndarray), where it is several times faster.
+    FusedCpu,
+}
 
 /// A sequence run without an autodiff graph, ready to be backpropagated.
 #[derive(Debug)]
 pub struct RecordedSequence {
     /// The cell's derived weights, tracked (the autodiff bridge to the parameters).
     tracked: PreparedCell,
-    /// The same values without autodiff, for the recorded forward and backward steps.
+    /// The state after the last step, without autodiff.
+    last: OrganicsState,
+    /// What the backward pass needs, from whichever kernel ran the sequence.
+    tape: Tape,
+}
+
+#[derive(Debug)]
+enum Tape {
+    Tensor(Box<TensorTape>),
+    Host(Box<HostSequence>),
+}
+
+/// The recorded sequence of [`BpttKernel::TensorOps`].
+#[derive(Debug)]
+struct TensorTape {
+    /// The derived weights without autodiff, for the recorded forward and backward steps.
     cell: PreparedCell,
     /// Inputs of every step, `[batch, n_in]` each, without autodiff.
     inputs: Vec<Tensor<2>>,
@@ -43,15 +71,86 @@ pub struct RecordedSequence {
     states: Vec<OrganicsState>,
     /// The intermediate values of every step.
     records: Vec<StepRecord>,
-    /// The state after the last step, without autodiff.
-    last: OrganicsState,
+}
+
+/// Values of a tensor as row-major `f32`.
+fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        // Converted to f32 on the line before: the element type cannot mismatch.
+        .unwrap_or_else(|e| panic!("f32 tensor data: {e:?}"))
+}
+
+fn device_tensor<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 impl OrganicsRnn {
     /// Runs the circuit over `input` (`[batch, seq, n_in]`) without an autodiff graph and
-    /// records what [`RecordedSequence::backward`] needs. The final state is
-    /// [`RecordedSequence::last`]; its values equal [`forward`](Self::forward)'s.
+    /// records what [`RecordedSequence::backward`] needs, with Burn tensor ops
+    /// ([`BpttKernel::TensorOps`]). The final state is [`RecordedSequence::last`]; its values
+    /// equal [`forward`](Self::forward)'s.
     pub fn forward_recorded(&self, input: Tensor<3>) -> RecordedSequence {
+        self.forward_recorded_with(input, BpttKernel::TensorOps)
+    }
+
+    /// [`forward_recorded`](Self::forward_recorded) on the chosen kernel.
+    ///
+    /// # Panics
+    /// On a wrong input shape, like [`forward`](Self::forward).
+    pub fn forward_recorded_with(&self, input: Tensor<3>, kernel: BpttKernel) -> RecordedSequence {
+        match kernel {
+            BpttKernel::TensorOps => self.record_tensor_ops(input),
+            BpttKernel::FusedCpu => self.record_fused_cpu(input),
+        }
+    }
+
+    fn record_fused_cpu(&self, input: Tensor<3>) -> RecordedSequence {
+        let [batch, steps, n_in] = input.dims();
+        let n = self.cell.size();
+        assert_eq!(n_in, self.cell.input_size(), "input size of the sequence");
+        let tracked = self.cell.prepare();
+        let c = tracked.without_autodiff();
+        let device = c.w_y.device();
+        let host = HostCell {
+            n,
+            n_in,
+            w_x: host_values(c.w_x),
+            w_y: host_values(c.w_y),
+            w_a: host_values(c.w_a),
+            w_norm_t: host_values(c.w_norm_t),
+            r_y: host_values(c.r_y),
+            r_a: host_values(c.r_a),
+            r_b0: host_values(c.r_b0),
+            r_b1: host_values(c.r_b1),
+            sigma_sq: c.sigma_sq as f32,
+            rectified: c.rectified,
+        };
+        let initial = [&self.y0, &self.a0, &self.b0_0, &self.b1_0].map(|p| host_values(p.val()));
+        let values = host_values(input);
+        let sequence = HostSequence::forward(
+            host,
+            [&initial[0], &initial[1], &initial[2], &initial[3]],
+            &values,
+            batch,
+            steps,
+        );
+        let [y, a, b0, b1] = sequence
+            .last()
+            .map(|v| device_tensor(v, [batch, n], &device));
+        RecordedSequence {
+            tracked,
+            last: OrganicsState { y, a, b0, b1 },
+            tape: Tape::Host(Box::new(sequence)),
+        }
+    }
+
+    fn record_tensor_ops(&self, input: Tensor<3>) -> RecordedSequence {
         let [batch, _, n_in] = input.dims();
         let tracked = self.cell.prepare();
         let cell = tracked.without_autodiff();
@@ -77,11 +176,13 @@ impl OrganicsRnn {
         }
         RecordedSequence {
             tracked,
-            cell,
-            inputs,
-            states,
-            records,
             last: state,
+            tape: Tape::Tensor(Box::new(TensorTape {
+                cell,
+                inputs,
+                states,
+                records,
+            })),
         }
     }
 }
@@ -108,7 +209,10 @@ impl RecordedSequence {
     /// (`[batch, n]`), through every step, and returns the autodiff gradients of the
     /// cell's parameters (read them with `GradientsParams::from_grads(grads, &rnn)`).
     pub fn backward(self, grad_y: Tensor<2>) -> Gradients {
-        let g = self.backward_prepared(grad_y.inner());
+        let g = match &self.tape {
+            Tape::Tensor(tape) => tape.backward_prepared(grad_y.inner(), &self.last),
+            Tape::Host(sequence) => host_backward(sequence, grad_y.inner()),
+        };
         let t = &self.tracked;
         // ⟨tracked, ḡ⟩ has exactly ḡ as its gradient with respect to each derived tensor,
         // so its backward pass carries ḡ through `prepare` to the parameters.
@@ -123,14 +227,34 @@ impl RecordedSequence {
             + pair(&t.r_b1, g.r_b1);
         surrogate.backward()
     }
+}
 
-    fn backward_prepared(&self, grad_y: Tensor<2>) -> PreparedGrads {
+/// The backward pass of [`BpttKernel::FusedCpu`], its gradients moved to `grad_y`'s device.
+fn host_backward(sequence: &HostSequence, grad_y: Tensor<2>) -> PreparedGrads {
+    let device = grad_y.device();
+    let (n, n_in) = (sequence.cell.n, sequence.cell.n_in);
+    let g = sequence.backward(&host_values(grad_y));
+    let row = |v: Vec<f32>| device_tensor(v, [1, n], &device);
+    PreparedGrads {
+        w_x: device_tensor(g.w_x, [n_in, 3 * n], &device),
+        w_y: device_tensor(g.w_y, [n, 3 * n], &device),
+        w_a: device_tensor(g.w_a, [n, 2 * n], &device),
+        w_norm_t: device_tensor(g.w_norm_t, [n, n], &device),
+        r_y: row(g.r_y),
+        r_a: row(g.r_a),
+        r_b0: row(g.r_b0),
+        r_b1: row(g.r_b1),
+    }
+}
+
+impl TensorTape {
+    fn backward_prepared(&self, grad_y: Tensor<2>, last: &OrganicsState) -> PreparedGrads {
         let c = &self.cell;
         let zeros = |t: &Tensor<2>| t.zeros_like();
         let mut gy = grad_y;
-        let mut ga = zeros(&self.last.a);
-        let mut gb0 = zeros(&self.last.b0);
-        let mut gb1 = zeros(&self.last.b1);
+        let mut ga = zeros(&last.a);
+        let mut gb0 = zeros(&last.b0);
+        let mut gb1 = zeros(&last.b1);
         let mut acc = PreparedGrads {
             w_x: zeros(&c.w_x),
             // filled after the loop
@@ -305,29 +429,32 @@ mod tests {
         let loss = (y_plain.clone() * weight.clone()).sum();
         let plain = grads_of(&rnn, &loss.backward());
 
-        let recorded = rnn.forward_recorded(input);
-        let y_fast = recorded.last().y.clone();
-        let y_err = relative(
-            &y_plain
-                .inner()
-                .into_data()
-                .try_to_vec::<f32>()
-                .expect("f32"),
-            &y_fast.into_data().try_to_vec::<f32>().expect("f32"),
-        );
-        assert!(y_err < 1e-6, "final y differs: {y_err:e}");
-        let fast = grads_of(&rnn, &recorded.backward(weight));
-
-        // 9 weight matrices, and 4 time constants when they are learned
-        assert_eq!(plain.len(), if learned { 13 } else { 9 });
-        assert_eq!(fast.len(), plain.len());
-        for ((id_p, p), (id_f, f)) in plain.iter().zip(&fast) {
-            assert_eq!(id_p, id_f);
-            let err = relative(p, f);
-            assert!(
-                err < 1e-5,
-                "rectified {rectified}, learned {learned}, r x{r_scale}, seq {seq}: parameter {id_p} differs by {err:e}"
+        for kernel in [BpttKernel::TensorOps, BpttKernel::FusedCpu] {
+            let recorded = rnn.forward_recorded_with(input.clone(), kernel);
+            let y_fast = recorded.last().y.clone();
+            let y_err = relative(
+                &y_plain
+                    .clone()
+                    .inner()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("f32"),
+                &y_fast.into_data().try_to_vec::<f32>().expect("f32"),
             );
+            assert!(y_err < 1e-6, "{kernel:?}: final y differs: {y_err:e}");
+            let fast = grads_of(&rnn, &recorded.backward(weight.clone()));
+
+            // 9 weight matrices, and 4 time constants when they are learned
+            assert_eq!(plain.len(), if learned { 13 } else { 9 });
+            assert_eq!(fast.len(), plain.len());
+            for ((id_p, p), (id_f, f)) in plain.iter().zip(&fast) {
+                assert_eq!(id_p, id_f);
+                let err = relative(p, f);
+                assert!(
+                    err < 1e-5,
+                    "{kernel:?}, rectified {rectified}, learned {learned}, r x{r_scale}, seq {seq}: parameter {id_p} differs by {err:e}"
+                );
+            }
         }
     }
 

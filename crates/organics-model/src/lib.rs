@@ -30,6 +30,7 @@
 //! ```
 
 pub mod bptt;
+mod bptt_cpu;
 pub mod cell;
 pub mod circuit;
 pub mod classifier;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::models::HarnessModel;
-use crate::options::{BackendKind, ModelKind, Task};
+use crate::options::{BackendKind, GradientPath, ModelKind, Task};
 use crate::with_model;
 use organics_data::{DigitItem, PixelOrder};
 
@@ -38,9 +38,9 @@ pub struct BenchOptions {
     pub seq: usize,
     /// Timed steps after one warm-up step.
     pub steps: usize,
-    /// Sequence ORGaNICs: train through Burn's autodiff instead of the hand-derived
-    /// backward pass (for comparison).
-    pub plain_autodiff: bool,
+    /// Sequence ORGaNICs: how the gradients are computed (`None`: the backend's default,
+    /// [`GradientPath::for_backend`]).
+    pub gradients: Option<GradientPath>,
 }
 
 /// One JSON line of `cargo xtask bench`.
@@ -60,10 +60,8 @@ pub struct BenchResult {
     pub seq: usize,
     /// Timed steps.
     pub steps: usize,
-    /// Whether gradients came from Burn's autodiff rather than the hand-derived backward
-    /// pass of sequence ORGaNICs.
-    #[serde(default)]
-    pub plain_autodiff: bool,
+    /// How sequence ORGaNICs computed its gradients (other models: always autodiff).
+    pub gradients: GradientPath,
     /// Mean seconds per step (forward, backward, Adam).
     pub sec_per_step: f64,
     /// Samples per second.
@@ -98,6 +96,11 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         .with_batch_size(opts.batch)
         .with_backend(opts.backend);
     config.validate()?;
+    let gradients = match (opts.gradients, opts.task, opts.model) {
+        (_, Task::Mnist, _) | (_, _, ModelKind::Lstm) => GradientPath::Autodiff,
+        (Some(path), _, _) => path,
+        (None, _, _) => GradientPath::for_backend(opts.backend),
+    };
     let device = opts.backend.device()?;
     device.seed(0);
     let ad = device.clone().autodiff();
@@ -116,7 +119,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         784
     };
     let sec = with_model!(&config, &ad, PixelOrder::ScanLine, |model, batcher| {
-        let model = model.with_plain_autodiff(opts.plain_autodiff);
+        let model = model.with_gradients(gradients);
         time_steps(model, &batcher, items, &ad, opts.steps, seq_len)?
     });
     Ok(BenchResult {
@@ -127,7 +130,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         batch: opts.batch,
         seq: seq_len,
         steps: opts.steps,
-        plain_autodiff: opts.plain_autodiff,
+        gradients,
         sec_per_step: sec,
         samples_per_sec: opts.batch as f64 / sec,
         peak_rss_mb: peak_rss_mb(),

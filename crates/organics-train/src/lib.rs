@@ -29,6 +29,6 @@ pub use bench::{BenchOptions, BenchResult, bench};
 pub use config::TrainConfig;
 pub use error::TrainError;
 pub use eval::{EvalResults, evaluate};
-pub use options::{BackendKind, CurveMetric, ModelKind, Task};
+pub use options::{BackendKind, CurveMetric, GradientPath, ModelKind, Task};
 pub use results::RunResults;
 pub use train::{RunOptions, train};

@@ -11,8 +11,10 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
+use crate::options::GradientPath;
 use crate::output::StepOutput;
 use organics_data::{SequenceBatch, StaticBatch};
+use organics_model::bptt::BpttKernel;
 use organics_model::{SeqClassifier, StaticClassifier};
 
 fn classification(
@@ -38,14 +40,15 @@ fn classification(
 ///
 /// Training backpropagates through time with the model crate's hand-derived backward pass
 /// ([`organics_model::bptt`]), which gives the gradients of the plain autodiff path (a test
-/// checks them to 1e-5) several times faster; `plain_autodiff` switches back to Burn's
-/// autodiff, for comparison.
+/// checks them to 1e-5) several times faster: on the CPU backends in its fused host kernel,
+/// on a GPU in tensor ops. `gradients` picks the path, for comparison.
 #[derive(Module, Debug)]
 pub struct SeqOrganics {
     /// The classifier of the model crate.
     pub inner: SeqClassifier,
-    /// Train through Burn's autodiff instead of the hand-derived backward pass.
-    pub plain_autodiff: bool,
+    /// How the gradients are computed.
+    #[module(skip)]
+    pub gradients: GradientPath,
 }
 
 /// Burn's LSTM with a linear readout of the last hidden state (sequence baseline).
@@ -115,9 +118,9 @@ pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
     fn loss_and_grads(&self, batch: Self::Batch) -> (ClassificationOutput, GradientsParams) {
         autodiff_grads(self, batch)
     }
-    /// The same model computing gradients through Burn's autodiff when `plain` (models
-    /// without a hand-derived backward pass always do).
-    fn with_plain_autodiff(self, _plain: bool) -> Self {
+    /// The same model computing its gradients along `path` (models without a hand-derived
+    /// backward pass always use autodiff).
+    fn with_gradients(self, _path: GradientPath) -> Self {
         self
     }
     /// Parameters that training changes.
@@ -194,17 +197,20 @@ impl HarnessModel for SeqOrganics {
     fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
         classification(self.inner.forward(b.inputs), b.targets, None)
     }
-    fn with_plain_autodiff(self, plain: bool) -> Self {
+    fn with_gradients(self, path: GradientPath) -> Self {
         Self {
-            plain_autodiff: plain,
+            gradients: path,
             ..self
         }
     }
     fn loss_and_grads(&self, b: SequenceBatch) -> (ClassificationOutput, GradientsParams) {
-        if self.plain_autodiff || !b.inputs.device().is_autodiff() {
-            return autodiff_grads(self, b);
-        }
-        let recorded = self.inner.rnn.forward_recorded(b.inputs);
+        let kernel = match self.gradients {
+            _ if !b.inputs.device().is_autodiff() => return autodiff_grads(self, b),
+            GradientPath::Autodiff => return autodiff_grads(self, b),
+            GradientPath::Tensor => BpttKernel::TensorOps,
+            GradientPath::Fused => BpttKernel::FusedCpu,
+        };
+        let recorded = self.inner.rnn.forward_recorded_with(b.inputs, kernel);
         // The readout and loss are small: autodiff handles them and yields dL/dy_T.
         let y_last = recorded.last().y.clone().autodiff().require_grad();
         let out = classification(self.inner.readout.forward(y_last.clone()), b.targets, None);

@@ -77,6 +77,30 @@ choice!(
 );
 
 choice!(
+    /// How sequence ORGaNICs computes its gradients (all three give the same values; a test
+    /// checks them against each other to 1e-5).
+    GradientPath, "gradient path", {
+        /// The fused CPU kernel of the hand-derived BPTT (the default on flex and ndarray).
+        Fused => "fused",
+        /// The hand-derived BPTT in Burn tensor ops on the device (the default on wgpu).
+        Tensor => "tensor",
+        /// Burn's autodiff through every step (the straightforward formulation).
+        Autodiff => "autodiff",
+    }
+);
+
+impl GradientPath {
+    /// The fastest path on `backend`: the fused kernel on the CPU backends; on a GPU the
+    /// values stay on the device.
+    pub fn for_backend(backend: BackendKind) -> Self {
+        match backend {
+            BackendKind::Flex | BackendKind::Ndarray => GradientPath::Fused,
+            BackendKind::Wgpu => GradientPath::Tensor,
+        }
+    }
+}
+
+choice!(
     /// Which per-epoch quantity `plot curves` draws.
     CurveMetric, "metric", {
         /// Validation accuracy (%).

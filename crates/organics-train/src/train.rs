@@ -66,7 +66,7 @@ macro_rules! with_model {
             _ => {
                 let $model = SeqOrganics {
                     inner: $crate::train::seq_config(config).init($device),
-                    plain_autodiff: false,
+                    gradients: $crate::options::GradientPath::for_backend(config.backend),
                 };
                 let $batcher = SequenceBatcher { order: $order };
                 $body

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use crate::error::TrainError;
 use crate::eval::{check_permutation, load_weights, trained_run};
 use crate::models::SeqOrganics;
-use crate::options::{ModelKind, Task};
+use crate::options::{GradientPath, ModelKind, Task};
 use crate::train::{load_data, seq_config};
 use organics_data::SequenceBatcher;
 
@@ -63,7 +63,7 @@ pub fn trajectories(
     let device = config.backend.device()?;
     let model = SeqOrganics {
         inner: seq_config(config).init(&device),
-        plain_autodiff: false,
+        gradients: GradientPath::for_backend(config.backend),
     };
     let model = load_weights(model, &run)?.inner;
     let data = load_data(config, data_dir)?;

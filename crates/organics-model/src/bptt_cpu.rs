@@ -1,0 +1,646 @@
+//! The fused CPU kernel of [`crate::bptt`]: the same forward and backward pass, written as
+//! plain `f32` loops and direct matrix-multiply calls on the host.
+//!
+//! On the CPU backends a 784-step sequence spent about half of its time outside the matrix
+//! products: an allocation, a strided copy or a separate pass over memory for each of the
+//! dozens of element-wise ops of a step. Here a step is a few passes over preallocated
+//! buffers, and the products go straight to the `gemm` crate (the kernel Burn's `flex`
+//! backend uses itself). The batch is split into one shard per core; the samples of a
+//! shard never interact, so each core runs its shard through all steps, forward and back,
+//! without synchronising, and the weight gradients of the shards are summed at the end.
+//!
+//! The equations and their order of evaluation are those of [`crate::cell`] and
+//! [`crate::bptt`], so the values agree with the tensor path to rounding (a test checks
+//! every gradient against Burn's autodiff to 1e-5). Weight gradients `Σ_t stateᵀ δ` are
+//! accumulated every [`CHUNK`] steps as one product over `CHUNK · rows` samples, which keeps
+//! the products large without holding the deltas of all 784 steps.
+
+/// Steps whose weight gradients are accumulated in one product.
+const CHUNK: usize = 16;
+
+/// A strided view of a matrix inside a slice: element `(i, j)` is at
+/// `offset + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// `data` as a row-major `rows × cols` matrix starting at `offset`.
+    fn new(data: &'a [f32], offset: usize, rows: usize, cols: usize) -> Self {
+        Mat {
+            data,
+            offset,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// Columns `start..start + len`.
+    fn cols(self, start: usize, len: usize) -> Self {
+        Mat {
+            offset: self.offset + start * self.cs,
+            cols: len,
+            ..self
+        }
+    }
+
+    /// The transpose (a view; nothing moves).
+    fn t(self) -> Self {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self, len: usize) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || self.offset + (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < len
+    }
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`; `dst` is row-major with row
+/// stride `dst_rs`, starting at `dst_offset`.
+fn matmul(dst: &mut [f32], dst_offset: usize, dst_rs: usize, lhs: Mat, rhs: Mat, accumulate: bool) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    let dst_view = Mat {
+        data: &[],
+        offset: dst_offset,
+        rows: m,
+        cols: n,
+        rs: dst_rs,
+        cs: 1,
+    };
+    // Internal invariants of this module (shapes are checked where tensors come in); the
+    // checks keep the unsafe call below sound whatever a caller in this file gets wrong.
+    assert!(
+        rhs.rows == k,
+        "matmul: inner dimensions {k} and {}",
+        rhs.rows
+    );
+    assert!(
+        lhs.in_bounds(lhs.data.len())
+            && rhs.in_bounds(rhs.data.len())
+            && dst_view.in_bounds(dst.len()),
+        "matmul: view out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                dst[dst_offset + i * dst_rs..][..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let stride = |s: usize| s as isize;
+    // SAFETY: all three views were checked to lie inside their slices, `dst` is borrowed
+    // mutably and cannot alias `lhs` or `rhs`, and `gemm` reads and writes only the
+    // elements of the views it is given.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(dst_offset),
+            1,
+            stride(dst_rs),
+            accumulate,
+            lhs.data.as_ptr().add(lhs.offset),
+            stride(lhs.cs),
+            stride(lhs.rs),
+            rhs.data.as_ptr().add(rhs.offset),
+            stride(rhs.cs),
+            stride(rhs.rs),
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[inline(always)]
+fn relu(x: f32) -> f32 {
+    if x > 0.0 { x } else { 0.0 }
+}
+
+/// `1 / (1 + e^(−x))`, as [`crate::cell`] computes it.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / ((-x).exp() + 1.0)
+}
+
+/// The derived weights of a [`crate::PreparedCell`] on the host, row-major.
+#[derive(Debug, Clone)]
+pub(crate) struct HostCell {
+    pub(crate) n: usize,
+    pub(crate) n_in: usize,
+    /// `[n_in, 3n]`.
+    pub(crate) w_x: Vec<f32>,
+    /// `[n, 3n]`.
+    pub(crate) w_y: Vec<f32>,
+    /// `[n, 2n]`.
+    pub(crate) w_a: Vec<f32>,
+    /// `Wᵀ`, `[n, n]`.
+    pub(crate) w_norm_t: Vec<f32>,
+    /// Step ratios, `[n]` each.
+    pub(crate) r_y: Vec<f32>,
+    pub(crate) r_a: Vec<f32>,
+    pub(crate) r_b0: Vec<f32>,
+    pub(crate) r_b1: Vec<f32>,
+    pub(crate) sigma_sq: f32,
+    pub(crate) rectified: bool,
+}
+
+/// The weights the backward pass multiplies by, transposed once per sequence so that every
+/// product reads contiguous rows.
+struct Transposed {
+    /// `w_yᵀ`, `[3n, n]`.
+    w_y: Vec<f32>,
+    /// `w_aᵀ`, `[2n, n]`.
+    w_a: Vec<f32>,
+    /// `W = (Wᵀ)ᵀ`, `[n, n]`.
+    w_norm: Vec<f32>,
+}
+
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; m.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = m[i * cols + j];
+        }
+    }
+    out
+}
+
+/// What a shard's forward pass keeps for its backward pass. Index `t` of a per-step array
+/// is the block `[t·rows·n, (t+1)·rows·n)`, row-major `[rows, n]`.
+#[derive(Debug)]
+pub(crate) struct ShardTape {
+    rows: usize,
+    steps: usize,
+    /// Inputs, `[T, rows, n_in]`.
+    x: Vec<f32>,
+    /// The states before each step and after the last, `[T + 1, rows, n]` each.
+    y: Vec<f32>,
+    a: Vec<f32>,
+    b0: Vec<f32>,
+    b1: Vec<f32>,
+    /// Per step: `W_zx x`, `W_r y` (before rectification), the gain targets and `da/dt`.
+    zx: Vec<f32>,
+    ry: Vec<f32>,
+    g0: Vec<f32>,
+    g1: Vec<f32>,
+    da: Vec<f32>,
+}
+
+impl ShardTape {
+    /// The state after the last step: `y, a, b0, b1`, `[rows, n]` each.
+    pub(crate) fn last(&self, n: usize) -> [&[f32]; 4] {
+        let block = self.rows * n;
+        let at = self.steps * block;
+        [
+            &self.y[at..at + block],
+            &self.a[at..at + block],
+            &self.b0[at..at + block],
+            &self.b1[at..at + block],
+        ]
+    }
+}
+
+/// Gradients with respect to a [`HostCell`]'s tensors, same shapes.
+#[derive(Debug, Clone)]
+pub(crate) struct HostGrads {
+    pub(crate) w_x: Vec<f32>,
+    pub(crate) w_y: Vec<f32>,
+    pub(crate) w_a: Vec<f32>,
+    pub(crate) w_norm_t: Vec<f32>,
+    pub(crate) r_y: Vec<f32>,
+    pub(crate) r_a: Vec<f32>,
+    pub(crate) r_b0: Vec<f32>,
+    pub(crate) r_b1: Vec<f32>,
+}
+
+impl HostGrads {
+    fn zeros(c: &HostCell) -> Self {
+        let n = c.n;
+        HostGrads {
+            w_x: vec![0.0; c.n_in * 3 * n],
+            w_y: vec![0.0; n * 3 * n],
+            w_a: vec![0.0; n * 2 * n],
+            w_norm_t: vec![0.0; n * n],
+            r_y: vec![0.0; n],
+            r_a: vec![0.0; n],
+            r_b0: vec![0.0; n],
+            r_b1: vec![0.0; n],
+        }
+    }
+
+    fn add(mut self, other: &HostGrads) -> Self {
+        let pairs = [
+            (&mut self.w_x, &other.w_x),
+            (&mut self.w_y, &other.w_y),
+            (&mut self.w_a, &other.w_a),
+            (&mut self.w_norm_t, &other.w_norm_t),
+            (&mut self.r_y, &other.r_y),
+            (&mut self.r_a, &other.r_a),
+            (&mut self.r_b0, &other.r_b0),
+            (&mut self.r_b1, &other.r_b1),
+        ];
+        for (acc, g) in pairs {
+            acc.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+        }
+        self
+    }
+}
+
+/// A recorded sequence on the host: one tape per shard of the batch.
+#[derive(Debug)]
+pub(crate) struct HostSequence {
+    pub(crate) cell: HostCell,
+    pub(crate) shards: Vec<ShardTape>,
+}
+
+/// Splits `batch` rows into at most one shard per core, as `(first row, rows)`.
+fn shard_rows(batch: usize) -> Vec<(usize, usize)> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let shards = cores.clamp(1, batch.max(1));
+    let per = batch.div_ceil(shards);
+    (0..batch)
+        .step_by(per.max(1))
+        .map(|start| (start, per.min(batch - start)))
+        .collect()
+}
+
+/// Runs `f` on every item on its own thread (the first on this one), results in order.
+fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items[1..].iter().map(|it| s.spawn(move || f(it))).collect();
+        let mut out = vec![f(&items[0])];
+        // A panic in `f` is a bug, not an input error: pass it on.
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+        );
+        out
+    })
+}
+
+impl HostSequence {
+    /// Runs the circuit from `initial` (`y, a, b0, b1`, `[n]` each, the same for every
+    /// sample) over `input`, row-major `[batch, steps, n_in]`.
+    pub(crate) fn forward(
+        cell: HostCell,
+        initial: [&[f32]; 4],
+        input: &[f32],
+        batch: usize,
+        steps: usize,
+    ) -> Self {
+        let n_in = cell.n_in;
+        assert_eq!(input.len(), batch * steps * n_in, "input length");
+        let shards = on_threads(&shard_rows(batch), |&(first, rows)| {
+            // Time-major inputs, so that a chunk of steps is one contiguous matrix.
+            let mut x = vec![0.0; steps * rows * n_in];
+            for r in 0..rows {
+                for t in 0..steps {
+                    let from = ((first + r) * steps + t) * n_in;
+                    x[(t * rows + r) * n_in..][..n_in].copy_from_slice(&input[from..from + n_in]);
+                }
+            }
+            forward_shard(&cell, initial, x, rows, steps)
+        });
+        HostSequence { cell, shards }
+    }
+
+    /// The rows of the final `y, a, b0, b1` of all shards, `[batch, n]` each, row-major.
+    pub(crate) fn last(&self) -> [Vec<f32>; 4] {
+        let mut out: [Vec<f32>; 4] = Default::default();
+        for shard in &self.shards {
+            for (o, part) in out.iter_mut().zip(shard.last(self.cell.n)) {
+                o.extend_from_slice(part);
+            }
+        }
+        out
+    }
+
+    /// Backpropagates `grad_y` (`[batch, n]`, row-major), the loss gradient with respect to
+    /// the final `y`, through every step.
+    pub(crate) fn backward(&self, grad_y: &[f32]) -> HostGrads {
+        let n = self.cell.n;
+        let mut starts = Vec::with_capacity(self.shards.len());
+        let mut row = 0;
+        for shard in &self.shards {
+            starts.push((shard, row));
+            row += shard.rows;
+        }
+        assert_eq!(grad_y.len(), row * n, "gradient length");
+        let parts = on_threads(&starts, |&(shard, first)| {
+            backward_shard(
+                &self.cell,
+                shard,
+                &grad_y[first * n..(first + shard.rows) * n],
+            )
+        });
+        parts
+            .iter()
+            .fold(HostGrads::zeros(&self.cell), |acc, g| acc.add(g))
+    }
+}
+
+/// One shard through every step (see [`crate::cell`] for the equations).
+fn forward_shard(
+    c: &HostCell,
+    initial: [&[f32]; 4],
+    x: Vec<f32>,
+    rows: usize,
+    steps: usize,
+) -> ShardTape {
+    let (n, n_in) = (c.n, c.n_in);
+    let block = rows * n;
+    let states = || vec![0.0f32; (steps + 1) * block];
+    let per_step = || vec![0.0f32; steps * block];
+    let mut tape = ShardTape {
+        rows,
+        steps,
+        x,
+        y: states(),
+        a: states(),
+        b0: states(),
+        b1: states(),
+        zx: per_step(),
+        ry: per_step(),
+        g0: per_step(),
+        g1: per_step(),
+        da: per_step(),
+    };
+    for (state, init) in [&mut tape.y, &mut tape.a, &mut tape.b0, &mut tape.b1]
+        .into_iter()
+        .zip(initial)
+    {
+        for r in 0..rows {
+            state[r * n..(r + 1) * n].copy_from_slice(init);
+        }
+    }
+    let w_x = Mat::new(&c.w_x, 0, n_in, 3 * n);
+    let w_y = Mat::new(&c.w_y, 0, n, 3 * n);
+    let w_a = Mat::new(&c.w_a, 0, n, 2 * n);
+    let w_norm_t = Mat::new(&c.w_norm_t, 0, n, n);
+    // Pre-activations of both gains, `[rows, 2n]`; the normalization pool's input and output.
+    let mut gains = vec![0.0f32; rows * 2 * n];
+    let mut u = vec![0.0f32; block];
+    let mut pooled = vec![0.0f32; block];
+    let sigma_sq = c.sigma_sq;
+    for t in 0..steps {
+        let at = t * block;
+        let x_t = Mat::new(&tape.x, t * rows * n_in, rows, n_in);
+        let y_t = Mat::new(&tape.y, at, rows, n);
+        let a_t = Mat::new(&tape.a, at, rows, n);
+        matmul(&mut tape.zx, at, n, x_t, w_x.cols(0, n), false);
+        matmul(&mut tape.ry, at, n, y_t, w_y.cols(0, n), false);
+        matmul(&mut gains, 0, 2 * n, x_t, w_x.cols(n, 2 * n), false);
+        matmul(&mut gains, 0, 2 * n, y_t, w_y.cols(n, 2 * n), true);
+        matmul(&mut gains, 0, 2 * n, a_t, w_a, true);
+        for ((u, y), a) in u
+            .iter_mut()
+            .zip(&tape.y[at..at + block])
+            .zip(&tape.a[at..at + block])
+        {
+            let y_act = if c.rectified { relu(*y) } else { *y };
+            *u = y_act * y_act * relu(*a);
+        }
+        matmul(&mut pooled, 0, n, Mat::new(&u, 0, rows, n), w_norm_t, false);
+
+        // The state after the step goes to slot t + 1.
+        let (y_now, y_next) = tape.y.split_at_mut(at + block);
+        let (a_now, a_next) = tape.a.split_at_mut(at + block);
+        let (b0_now, b0_next) = tape.b0.split_at_mut(at + block);
+        let (b1_now, b1_next) = tape.b1.split_at_mut(at + block);
+        for r in 0..rows {
+            let row = at + r * n..at + (r + 1) * n;
+            let local = r * n..(r + 1) * n;
+            let (y, a, b0, b1) = (
+                &y_now[row.clone()],
+                &a_now[row.clone()],
+                &b0_now[row.clone()],
+                &b1_now[row.clone()],
+            );
+            let (y2, a2, b02, b12) = (
+                &mut y_next[local.clone()],
+                &mut a_next[local.clone()],
+                &mut b0_next[local.clone()],
+                &mut b1_next[local.clone()],
+            );
+            let (zx, ry) = (&tape.zx[row.clone()], &tape.ry[row.clone()]);
+            let (g0, g1, da) = (
+                &mut tape.g0[row.clone()],
+                &mut tape.g1[row.clone()],
+                &mut tape.da[row.clone()],
+            );
+            let h = &gains[r * 2 * n..(r + 1) * 2 * n];
+            let p = &pooled[local];
+            for j in 0..n {
+                let z = relu(zx[j]);
+                let rec = if c.rectified { relu(ry[j]) } else { ry[j] };
+                let gate = -relu(a[j]).sqrt() + 1.0;
+                let dy = b1[j] * z + gate * rec - y[j];
+                let d_a = b0[j] * b0[j] * sigma_sq + p[j] - a[j];
+                g0[j] = sigmoid(h[j]);
+                g1[j] = sigmoid(h[n + j]);
+                da[j] = d_a;
+                y2[j] = y[j] + c.r_y[j] * dy;
+                a2[j] = a[j] + c.r_a[j] * d_a;
+                b02[j] = b0[j] + c.r_b0[j] * (g0[j] - b0[j]);
+                b12[j] = b1[j] + c.r_b1[j] * (g1[j] - b1[j]);
+            }
+        }
+    }
+    tape
+}
+
+/// Rows `first..first + rows` of a row-major matrix of `width` columns.
+fn time_major(v: &[f32], first: usize, rows: usize, width: usize) -> Mat<'_> {
+    Mat::new(v, first * width, rows, width)
+}
+
+/// One shard back through every step (see [`crate::bptt`] for the equations).
+fn backward_shard(c: &HostCell, tape: &ShardTape, grad_y: &[f32]) -> HostGrads {
+    let (n, n_in, rows, steps) = (c.n, c.n_in, tape.rows, tape.steps);
+    let block = rows * n;
+    let tr = Transposed {
+        w_y: transpose(&c.w_y, n, 3 * n),
+        w_a: transpose(&c.w_a, n, 2 * n),
+        w_norm: transpose(&c.w_norm_t, n, n),
+    };
+    let mut acc = HostGrads::zeros(c);
+    let mut gy = grad_y.to_vec();
+    let mut ga = vec![0.0f32; block];
+    let mut gb0 = vec![0.0f32; block];
+    let mut gb1 = vec![0.0f32; block];
+    let mut d_u = vec![0.0f32; block];
+    // Per chunk of steps: the deltas of the products with y and a (`[δrec, δh0, δh1]`,
+    // `[CHUNK·rows, 3n]`), of `W_zx x`, and the pool's input and output delta.
+    let mut d_from_y = vec![0.0f32; CHUNK * rows * 3 * n];
+    let mut d_zx = vec![0.0f32; CHUNK * block];
+    let mut pool_in = vec![0.0f32; CHUNK * block];
+    let mut d_pool = vec![0.0f32; CHUNK * block];
+    let sigma2 = 2.0 * c.sigma_sq;
+    let w_norm = Mat::new(&tr.w_norm, 0, n, n);
+    let w_y_t = Mat::new(&tr.w_y, 0, 3 * n, n);
+    let w_a_t = Mat::new(&tr.w_a, 0, 2 * n, n);
+
+    let mut end = steps;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        for t in (start..end).rev() {
+            let slot = t - start;
+            let at = t * block;
+            let sb = slot * block;
+            let (y_all, a_all) = (&tape.y[at..at + block], &tape.a[at..at + block]);
+            // The pool: its input u = ⌊y⌋²⌊a⌋ and output delta δa = r_a ⊙ ḡ_a'.
+            for r in 0..rows {
+                let (y, a) = (&y_all[r * n..(r + 1) * n], &a_all[r * n..(r + 1) * n]);
+                let u = &mut pool_in[sb + r * n..sb + (r + 1) * n];
+                let d_a = &mut d_pool[sb + r * n..sb + (r + 1) * n];
+                let g = &ga[r * n..(r + 1) * n];
+                for j in 0..n {
+                    let y_act = if c.rectified { relu(y[j]) } else { y[j] };
+                    u[j] = y_act * y_act * relu(a[j]);
+                    d_a[j] = c.r_a[j] * g[j];
+                }
+            }
+            matmul(
+                &mut d_u,
+                0,
+                n,
+                Mat::new(&d_pool, sb, rows, n),
+                w_norm,
+                false,
+            );
+
+            for r in 0..rows {
+                let row = at + r * n..at + (r + 1) * n;
+                let local = r * n..(r + 1) * n;
+                let (y, a, b0, b1) = (
+                    &tape.y[row.clone()],
+                    &tape.a[row.clone()],
+                    &tape.b0[row.clone()],
+                    &tape.b1[row.clone()],
+                );
+                let (zx, ry, g0, g1, da) = (
+                    &tape.zx[row.clone()],
+                    &tape.ry[row.clone()],
+                    &tape.g0[row.clone()],
+                    &tape.g1[row.clone()],
+                    &tape.da[row.clone()],
+                );
+                let du = &d_u[local.clone()];
+                let d_a = &d_pool[sb + r * n..sb + (r + 1) * n];
+                let deltas = &mut d_from_y[(slot * rows + r) * 3 * n..][..3 * n];
+                let (d_rec, d_h) = deltas.split_at_mut(n);
+                let (d_h0, d_h1) = d_h.split_at_mut(n);
+                let dz = &mut d_zx[sb + r * n..sb + (r + 1) * n];
+                let (gy, ga) = (&mut gy[local.clone()], &mut ga[local.clone()]);
+                let (gb0, gb1) = (&mut gb0[local.clone()], &mut gb1[local]);
+                for j in 0..n {
+                    let z = relu(zx[j]);
+                    let rec = if c.rectified { relu(ry[j]) } else { ry[j] };
+                    let a_pos = relu(a[j]);
+                    let sqrt_a = a_pos.sqrt();
+                    let gate = -sqrt_a + 1.0;
+                    let y_act = if c.rectified { relu(y[j]) } else { y[j] };
+                    let y_sq = y_act * y_act;
+                    let dy = b1[j] * z + gate * rec - y[j];
+
+                    // Step ratios: r ⊙ Δ, so ∂/∂r = Σ_batch Δ ⊙ ḡ'.
+                    acc.r_y[j] += dy * gy[j];
+                    acc.r_a[j] += da[j] * ga[j];
+                    acc.r_b0[j] += (g0[j] - b0[j]) * gb0[j];
+                    acc.r_b1[j] += (g1[j] - b1[j]) * gb1[j];
+
+                    let d_y = c.r_y[j] * gy[j];
+                    let d_g0 = c.r_b0[j] * gb0[j];
+                    let d_g1 = c.r_b1[j] * gb1[j];
+                    let mut dr = d_y * gate;
+                    if c.rectified && ry[j] <= 0.0 {
+                        dr = 0.0;
+                    }
+                    d_rec[j] = dr;
+                    d_h0[j] = d_g0 * g0[j] * (-g0[j] + 1.0);
+                    d_h1[j] = d_g1 * g1[j] * (-g1[j] + 1.0);
+                    dz[j] = if zx[j] <= 0.0 { 0.0 } else { d_y * b1[j] };
+
+                    let d_a_pos = if a[j] <= 0.0 {
+                        0.0
+                    } else {
+                        -(d_y * rec) / (sqrt_a * 2.0) + du[j] * y_sq
+                    };
+                    let mut d_y_act = du[j] * a_pos * y_act * 2.0;
+                    if c.rectified && y[j] <= 0.0 {
+                        d_y_act = 0.0;
+                    }
+                    // The products with the weights are added below.
+                    gy[j] = gy[j] - d_y + d_y_act;
+                    ga[j] = ga[j] - d_a[j] + d_a_pos;
+                    gb0[j] = gb0[j] - c.r_b0[j] * gb0[j] + b0[j] * d_a[j] * sigma2;
+                    gb1[j] = gb1[j] - c.r_b1[j] * gb1[j] + z * d_y;
+                }
+            }
+            let deltas = Mat::new(&d_from_y, slot * rows * 3 * n, rows, 3 * n);
+            matmul(&mut gy, 0, n, deltas, w_y_t, true);
+            matmul(&mut ga, 0, n, deltas.cols(n, 2 * n), w_a_t, true);
+        }
+
+        // Weight gradients of the chunk: Σ_t stateᵀ δ as one product over its samples.
+        let samples = (end - start) * rows;
+        let states = |v, width| time_major(v, start * rows, samples, width).t();
+        let deltas = Mat::new(&d_from_y, 0, samples, 3 * n);
+        matmul(&mut acc.w_y, 0, 3 * n, states(&tape.y, n), deltas, true);
+        matmul(
+            &mut acc.w_a,
+            0,
+            2 * n,
+            states(&tape.a, n),
+            deltas.cols(n, 2 * n),
+            true,
+        );
+        let (pool, d_pool_m) = (
+            Mat::new(&pool_in, 0, samples, n),
+            Mat::new(&d_pool, 0, samples, n),
+        );
+        matmul(&mut acc.w_norm_t, 0, n, pool.t(), d_pool_m, true);
+        let x = states(&tape.x, n_in);
+        matmul(
+            &mut acc.w_x,
+            0,
+            3 * n,
+            x,
+            Mat::new(&d_zx, 0, samples, n),
+            true,
+        );
+        matmul(&mut acc.w_x, n, 3 * n, x, deltas.cols(n, 2 * n), true);
+        end = start;
+    }
+    acc
+}
