@@ -29,6 +29,7 @@ use burn::tensor::{Gradients, activation};
 
 use crate::bptt_cpu::{HostCell, HostSequence};
 use crate::cell::{OrganicsState, PreparedCell, StepRecord};
+use crate::host::{from_f32, to_f32};
 use crate::rnn::OrganicsRnn;
 
 /// Where [`OrganicsRnn::forward_recorded_with`] runs a sequence and its backward pass.
@@ -75,19 +76,8 @@ struct TensorTape {
 
 /// Values of a tensor as row-major `f32`.
 fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        // Converted to f32 on the line before: the element type cannot mismatch.
-        .unwrap_or_else(|e| panic!("f32 tensor data: {e:?}"))
-}
-
-fn device_tensor<const D: usize>(
-    values: Vec<f32>,
-    shape: [usize; D],
-    device: &Device,
-) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(values, shape), device)
+    // `to_f32` converts to f32 first: the element type cannot mismatch.
+    to_f32(t).unwrap_or_else(|e| panic!("f32 tensor data: {e}"))
 }
 
 impl OrganicsRnn {
@@ -140,9 +130,7 @@ impl OrganicsRnn {
             batch,
             steps,
         );
-        let [y, a, b0, b1] = sequence
-            .last()
-            .map(|v| device_tensor(v, [batch, n], &device));
+        let [y, a, b0, b1] = sequence.last().map(|v| from_f32(v, [batch, n], &device));
         RecordedSequence {
             tracked,
             last: OrganicsState { y, a, b0, b1 },
@@ -234,12 +222,12 @@ fn host_backward(sequence: &HostSequence, grad_y: Tensor<2>) -> PreparedGrads {
     let device = grad_y.device();
     let (n, n_in) = (sequence.cell.n, sequence.cell.n_in);
     let g = sequence.backward(&host_values(grad_y));
-    let row = |v: Vec<f32>| device_tensor(v, [1, n], &device);
+    let row = |v: Vec<f32>| from_f32(v, [1, n], &device);
     PreparedGrads {
-        w_x: device_tensor(g.w_x, [n_in, 3 * n], &device),
-        w_y: device_tensor(g.w_y, [n, 3 * n], &device),
-        w_a: device_tensor(g.w_a, [n, 2 * n], &device),
-        w_norm_t: device_tensor(g.w_norm_t, [n, n], &device),
+        w_x: from_f32(g.w_x, [n_in, 3 * n], &device),
+        w_y: from_f32(g.w_y, [n, 3 * n], &device),
+        w_a: from_f32(g.w_a, [n, 2 * n], &device),
+        w_norm_t: from_f32(g.w_norm_t, [n, n], &device),
         r_y: row(g.r_y),
         r_a: row(g.r_a),
         r_b0: row(g.r_b0),

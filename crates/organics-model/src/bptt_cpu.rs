@@ -207,8 +207,8 @@ pub(crate) struct HostCell {
     pub(crate) rectified: bool,
 }
 
-/// The weights the backward pass multiplies by, transposed once per sequence so that every
-/// product reads contiguous rows.
+/// The weights the backward pass multiplies by, transposed once per sequence (not per
+/// shard or step) so that every product reads contiguous rows.
 struct Transposed {
     /// `w_yᵀ`, `[3n, n]`.
     w_y: Vec<f32>,
@@ -216,6 +216,17 @@ struct Transposed {
     w_a: Vec<f32>,
     /// `W = (Wᵀ)ᵀ`, `[n, n]`.
     w_norm: Vec<f32>,
+}
+
+impl Transposed {
+    fn of(c: &HostCell) -> Self {
+        let n = c.n;
+        Transposed {
+            w_y: transpose(&c.w_y, n, 3 * n),
+            w_a: transpose(&c.w_a, n, 2 * n),
+            w_norm: transpose(&c.w_norm_t, n, n),
+        }
+    }
 }
 
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -439,16 +450,18 @@ impl HostSequence {
             row += shard.rows;
         }
         assert_eq!(grad_y.len(), row * n, "gradient length");
+        let transposed = Transposed::of(&self.cell);
         let parts = on_threads(&starts, |&(shard, first)| {
             backward_shard(
                 &self.cell,
+                &transposed,
                 shard,
                 &grad_y[first * n..(first + shard.rows) * n],
             )
         });
-        parts
-            .iter()
-            .fold(HostGrads::zeros(&self.cell), |acc, g| acc.add(g))
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_else(|| HostGrads::zeros(&self.cell));
+        parts.fold(first, |acc, g| acc.add(&g))
     }
 }
 
@@ -603,31 +616,36 @@ fn time_major(v: &[f32], first: usize, rows: usize, width: usize) -> Mat<'_> {
 }
 
 /// One shard back through every step (see [`crate::bptt`] for the equations).
-fn backward_shard(c: &HostCell, tape: &ShardTape, grad_y: &[f32]) -> HostGrads {
+fn backward_shard(c: &HostCell, tr: &Transposed, tape: &ShardTape, grad_y: &[f32]) -> HostGrads {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { backward_shard_avx2(c, tape, grad_y) };
+        return unsafe { backward_shard_avx2(c, tr, tape, grad_y) };
     }
-    backward_shard_body(c, tape, grad_y)
+    backward_shard_body(c, tr, tape, grad_y)
 }
 
 /// [`backward_shard`] for AVX2 (see [`forward_shard_avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn backward_shard_avx2(c: &HostCell, tape: &ShardTape, grad_y: &[f32]) -> HostGrads {
-    backward_shard_body(c, tape, grad_y)
+fn backward_shard_avx2(
+    c: &HostCell,
+    tr: &Transposed,
+    tape: &ShardTape,
+    grad_y: &[f32],
+) -> HostGrads {
+    backward_shard_body(c, tr, tape, grad_y)
 }
 
 #[inline(always)]
-fn backward_shard_body(c: &HostCell, tape: &ShardTape, grad_y: &[f32]) -> HostGrads {
+fn backward_shard_body(
+    c: &HostCell,
+    tr: &Transposed,
+    tape: &ShardTape,
+    grad_y: &[f32],
+) -> HostGrads {
     let (n, n_in, rows, steps) = (c.n, c.n_in, tape.rows, tape.steps);
     let block = rows * n;
-    let tr = Transposed {
-        w_y: transpose(&c.w_y, n, 3 * n),
-        w_a: transpose(&c.w_a, n, 2 * n),
-        w_norm: transpose(&c.w_norm_t, n, n),
-    };
     let mut acc = HostGrads::zeros(c);
     let mut gy = grad_y.to_vec();
     let mut ga = vec![0.0f32; block];
