@@ -282,11 +282,15 @@ struct BenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     steps: usize,
-    /// Sequence ORGaNICs: how gradients are computed: fused (the hand-derived BPTT in one
-    /// CPU kernel; default on flex and ndarray), tensor (the same in Burn tensor ops; default
-    /// on wgpu) or autodiff (Burn's autodiff through every step).
+    /// ORGaNICs: how gradients are computed: fused (hand-derived, in one CPU kernel; default
+    /// on flex and ndarray; the static model needs W_r = I for it), tensor (sequence model:
+    /// the hand-derived BPTT in Burn tensor ops; default on wgpu) or autodiff (Burn's
+    /// autodiff).
     #[arg(long, value_parser = parse::<GradientPath>)]
     gradients: Option<GradientPath>,
+    /// Step with Burn's tensor-op Adam instead of the one-pass host Adam (CPU backends).
+    #[arg(long)]
+    burn_adam: bool,
 }
 
 fn exit_code(e: &TrainError) -> u8 {
@@ -365,6 +369,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 seq: a.seq,
                 steps: a.steps,
                 gradients: a.gradients,
+                burn_adam: a.burn_adam,
             })?;
             println!(
                 "{}",

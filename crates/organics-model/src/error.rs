@@ -28,4 +28,15 @@ pub enum ModelError {
     /// Reading tensor values back to the host failed.
     #[error("reading tensor data back to the host failed: {0}")]
     Data(String),
+    /// A class label outside `0..classes`.
+    #[error("label {label} is not a class index (expected 0..{classes})")]
+    Label {
+        /// The label received.
+        label: i64,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// The operation does not apply to this model.
+    #[error("{0}")]
+    Unsupported(String),
 }

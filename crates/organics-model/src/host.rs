@@ -53,7 +53,7 @@ pub(crate) fn from_matrix(m: &DMatrix<f64>, device: &Device) -> Tensor<2> {
 /// one sample are independent and cost milliseconds each, so analysing a test set is
 /// worth spreading over the cores.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::cpu::cores();
     if threads < 2 || items.len() < 2 {
         return items.iter().map(f).collect();
     }

@@ -10,6 +10,8 @@
 //! - [`FixedPointLayer`]: the circuit's fixed point for a static input, closed form for
 //!   `W_r = I` and paper Algorithm 1 otherwise (static MNIST).
 //! - [`SeqClassifier`], [`StaticClassifier`]: the paper's classifiers.
+//! - [`bptt`], [`static_grad`]: hand-derived gradients (backpropagation through time for the
+//!   sequence model, the static classifier's loss and gradients), with fused CPU kernels.
 //! - [`circuit`], [`stability`]: the continuous-time circuit on the host, its Jacobian and
 //!   the eigenvalue with the largest real part; [`planar`]: the 2-D circuit's fixed points
 //!   and nullclines; [`experiments`]: the paper's random-circuit experiments.
@@ -34,6 +36,7 @@ mod bptt_cpu;
 pub mod cell;
 pub mod circuit;
 pub mod classifier;
+mod cpu;
 pub mod error;
 pub mod experiments;
 pub mod fixed_point;
@@ -44,6 +47,8 @@ pub mod rnn;
 mod solve;
 mod spectral;
 pub mod stability;
+mod static_cpu;
+pub mod static_grad;
 pub mod time_constant;
 
 pub use cell::{OrganicsCell, OrganicsCellConfig, OrganicsState, PreparedCell};
@@ -57,6 +62,7 @@ pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig};
 pub use nalgebra;
 pub use planar::{PlanarCircuit, PlanarFixedPoint};
 pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
+pub use static_grad::StaticLossGrads;
 pub use time_constant::TimeConstant;
 
 /// The items most users need.

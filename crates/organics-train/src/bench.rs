@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::optim::AdamConfig;
 use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::train::TrainStep;
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::models::HarnessModel;
+use crate::optimizer::HostAdam;
 use crate::options::{BackendKind, GradientPath, ModelKind, Task};
 use crate::with_model;
 use organics_data::{DigitItem, PixelOrder};
@@ -38,9 +39,11 @@ pub struct BenchOptions {
     pub seq: usize,
     /// Timed steps after one warm-up step.
     pub steps: usize,
-    /// Sequence ORGaNICs: how the gradients are computed (`None`: the backend's default,
+    /// ORGaNICs: how the gradients are computed (`None`: the backend's default,
     /// [`GradientPath::for_backend`]).
     pub gradients: Option<GradientPath>,
+    /// Use Burn's tensor-op `Adam` instead of [`HostAdam`] on a CPU backend.
+    pub burn_adam: bool,
 }
 
 /// One JSON line of `cargo xtask bench`.
@@ -60,10 +63,19 @@ pub struct BenchResult {
     pub seq: usize,
     /// Timed steps.
     pub steps: usize,
-    /// How sequence ORGaNICs computed its gradients (other models: always autodiff).
+    /// How ORGaNICs computed its gradients (the baselines: always autodiff).
     pub gradients: GradientPath,
+    /// The optimizer: `host-adam` (one pass per parameter on the CPU) or `burn-adam`.
+    #[serde(default)]
+    pub optimizer: String,
     /// Mean seconds per step (forward, backward, Adam).
     pub sec_per_step: f64,
+    /// Median and fastest step, which a shared machine's load spikes disturb less.
+    #[serde(default)]
+    pub step_sec_median: Option<f64>,
+    /// The fastest step.
+    #[serde(default)]
+    pub step_sec_min: Option<f64>,
     /// Samples per second.
     pub samples_per_sec: f64,
     /// Peak resident memory of the process in MB (Linux `VmHWM`), as the peers'
@@ -96,11 +108,12 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         .with_batch_size(opts.batch)
         .with_backend(opts.backend);
     config.validate()?;
-    let gradients = match (opts.gradients, opts.task, opts.model) {
-        (_, Task::Mnist, _) | (_, _, ModelKind::Lstm) => GradientPath::Autodiff,
-        (Some(path), _, _) => path,
-        (None, _, _) => GradientPath::for_backend(opts.backend),
+    let gradients = match (opts.gradients, opts.model) {
+        (_, ModelKind::Lstm | ModelKind::Mlp) => GradientPath::Autodiff,
+        (Some(path), _) => path,
+        (None, _) => GradientPath::for_backend(opts.backend),
     };
+    let host_adam = opts.backend.is_cpu() && !opts.burn_adam;
     let device = opts.backend.device()?;
     device.seed(0);
     let ad = device.clone().autodiff();
@@ -118,10 +131,24 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     } else {
         784
     };
-    let sec = with_model!(&config, &ad, PixelOrder::ScanLine, |model, batcher| {
+    let (times, gradients) = with_model!(&config, &ad, PixelOrder::ScanLine, |model, batcher| {
         let model = model.with_gradients(gradients);
-        time_steps(model, &batcher, items, &ad, opts.steps, seq_len)?
+        let used = model.effective_gradients();
+        let optim = if host_adam {
+            HostAdam::new(Some(1e-5), true).init()
+        } else {
+            AdamConfig::new()
+                .with_weight_decay(Some(WeightDecayConfig::new(1e-5)))
+                .init()
+        };
+        (
+            time_steps(model, optim, &batcher, items, &ad, opts.steps, seq_len)?,
+            used,
+        )
     });
+    let sec = times.iter().sum::<f64>() / times.len() as f64;
+    let mut sorted = times;
+    sorted.sort_by(f64::total_cmp);
     Ok(BenchResult {
         task: opts.task,
         model: opts.model,
@@ -131,7 +158,10 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         seq: seq_len,
         steps: opts.steps,
         gradients,
+        optimizer: if host_adam { "host-adam" } else { "burn-adam" }.into(),
         sec_per_step: sec,
+        step_sec_median: Some(sorted[sorted.len() / 2]),
+        step_sec_min: sorted.first().copied(),
         samples_per_sec: opts.batch as f64 / sec,
         peak_rss_mb: peak_rss_mb(),
     })
@@ -164,21 +194,19 @@ impl Truncate for organics_data::StaticBatch {
 
 fn time_steps<M, Bt>(
     mut model: M,
+    mut optim: ModuleOptimizer,
     batcher: &Bt,
     items: Vec<DigitItem>,
     device: &Device,
     steps: usize,
     seq: usize,
-) -> Result<f64, TrainError>
+) -> Result<Vec<f64>, TrainError>
 where
     M: HarnessModel + TrainStep<Input = <M as HarnessModel>::Batch>,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
     <M as HarnessModel>::Batch: Truncate,
 {
     let batch = batcher.batch(items, device).truncate(seq);
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(Some(WeightDecayConfig::new(1e-5)))
-        .init();
     let mut step = |model: M| -> M {
         let (_, grads) = model.loss_and_grads(batch.clone());
         optim.step(1e-3, model, grads)
@@ -187,14 +215,16 @@ where
     device
         .sync()
         .map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
-    let start = Instant::now();
+    // Each step synchronised and timed on its own, as the peers' bench.py does.
+    let mut times = Vec::with_capacity(steps);
     for _ in 0..steps {
+        let start = Instant::now();
         model = step(model);
+        device
+            .sync()
+            .map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
+        times.push(start.elapsed().as_secs_f64());
     }
-    device
-        .sync()
-        .map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
-    let elapsed = start.elapsed().as_secs_f64();
     drop(model);
-    Ok(elapsed / steps as f64)
+    Ok(times)
 }

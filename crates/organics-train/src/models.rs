@@ -77,10 +77,37 @@ impl SeqLstm {
 }
 
 /// The static ORGaNICs classifier; loss = cross-entropy + MSE(reconstruction, image).
+///
+/// With `W_r = I` on a CPU backend, training takes its loss and gradients from the model
+/// crate's fused kernel ([`organics_model::static_grad`]; a test checks every gradient
+/// against autodiff to 1e-5); otherwise, and with `gradients` other than `Fused`, from
+/// Burn's autodiff.
 #[derive(Module, Debug)]
 pub struct StaticOrganics {
     /// The classifier of the model crate.
     pub inner: StaticClassifier,
+    /// How the gradients are computed ([`GradientPath::Tensor`] means autodiff here: the
+    /// closed form has no separate tensor-op backward).
+    #[module(skip)]
+    pub gradients: GradientPath,
+}
+
+impl StaticOrganics {
+    /// The model on `path`.
+    pub fn new(inner: StaticClassifier, path: GradientPath) -> Self {
+        StaticOrganics {
+            inner,
+            gradients: path,
+        }
+    }
+
+    /// The path its gradients actually take: `Fused` only where the kernel applies.
+    pub fn effective_gradients(&self) -> GradientPath {
+        match self.gradients {
+            GradientPath::Fused if self.inner.supports_fused_gradients() => GradientPath::Fused,
+            _ => GradientPath::Autodiff,
+        }
+    }
 }
 
 /// One hidden layer of ReLU units (static baseline; the paper's MLP has 50).
@@ -122,6 +149,11 @@ pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
     /// backward pass always use autodiff).
     fn with_gradients(self, _path: GradientPath) -> Self {
         self
+    }
+    /// The path the gradients actually take (what [`with_gradients`](Self::with_gradients)
+    /// asked for, where the model has it).
+    fn effective_gradients(&self) -> GradientPath {
+        GradientPath::Autodiff
     }
     /// Parameters that training changes.
     fn num_trainable_params(&self) -> usize {
@@ -203,6 +235,9 @@ impl HarnessModel for SeqOrganics {
             ..self
         }
     }
+    fn effective_gradients(&self) -> GradientPath {
+        self.gradients
+    }
     fn loss_and_grads(&self, b: SequenceBatch) -> (ClassificationOutput, GradientsParams) {
         let kernel = match self.gradients {
             _ if !b.inputs.device().is_autodiff() => return autodiff_grads(self, b),
@@ -244,6 +279,37 @@ impl HarnessModel for StaticOrganics {
         let out = self.inner.forward(b.images.clone());
         let mse = (out.reconstruction - b.images).square().mean();
         classification(out.logits, b.targets, Some(mse))
+    }
+    fn with_gradients(self, path: GradientPath) -> Self {
+        Self {
+            gradients: path,
+            ..self
+        }
+    }
+    fn effective_gradients(&self) -> GradientPath {
+        StaticOrganics::effective_gradients(self)
+    }
+    fn loss_and_grads(&self, b: StaticBatch) -> (ClassificationOutput, GradientsParams) {
+        if self.effective_gradients() != GradientPath::Fused {
+            return autodiff_grads(self, b);
+        }
+        let targets = b.targets.clone();
+        match self
+            .inner
+            .fused_loss_and_grads(b.images.clone(), b.targets.clone())
+        {
+            Ok(step) => (
+                ClassificationOutput {
+                    loss: step.loss,
+                    output: step.logits,
+                    targets: targets.inner(),
+                },
+                step.grads,
+            ),
+            // A batch the kernel rejects (a label out of range) goes through autodiff,
+            // whose cross-entropy reports it the way every other model's does.
+            Err(_) => autodiff_grads(self, b),
+        }
     }
     fn has_stability_probe(&self) -> bool {
         true

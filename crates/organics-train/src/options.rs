@@ -119,6 +119,11 @@ impl Task {
 }
 
 impl BackendKind {
+    /// Whether tensors of this backend live in host memory (flex, ndarray).
+    pub fn is_cpu(self) -> bool {
+        matches!(self, BackendKind::Flex | BackendKind::Ndarray)
+    }
+
     /// The device of this backend, or an error when this build or machine lacks it.
     #[allow(deprecated)] // ndarray is deprecated in burn 0.22; the user asked for it, so it stays
     pub fn device(self) -> Result<Device, TrainError> {

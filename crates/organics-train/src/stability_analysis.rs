@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::TrainError;
 use crate::eval::{load_weights, trained_run};
 use crate::models::StaticOrganics;
-use crate::options::{ModelKind, Task};
+use crate::options::{GradientPath, ModelKind, Task};
 use crate::train::{load_data, static_config};
 use organics_data::StaticBatcher;
 
@@ -116,9 +116,7 @@ pub fn trained_stability(
         )));
     }
     let device = config.backend.device()?;
-    let model = StaticOrganics {
-        inner: static_config(config).init(&device),
-    };
+    let model = StaticOrganics::new(static_config(config).init(&device), GradientPath::Autodiff);
     let model = load_weights(model, &run)?.inner;
     let test = load_data(config, data_dir)?.test.limit(limit);
     let total = test.len();

@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::optimizer::HostAdam;
 use burn::data::dataloader::DataLoader;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
-use burn::optim::AdamConfig;
-use burn::optim::decay::WeightDecayConfig;
 use burn::prelude::*;
 use burn::train::checkpoint::{
     ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
@@ -52,9 +51,10 @@ macro_rules! with_model {
                 $body
             }
             (Task::Mnist, _) => {
-                let $model = StaticOrganics {
-                    inner: $crate::train::static_config(config).init($device),
-                };
+                let $model = StaticOrganics::new(
+                    $crate::train::static_config(config).init($device),
+                    $crate::options::GradientPath::for_backend(config.backend),
+                );
                 let $batcher = StaticBatcher;
                 $body
             }
@@ -297,10 +297,11 @@ where
             .with_gamma(config.lr_gamma)
             .init()
             .map_err(|e| TrainError::Invalid(format!("learning-rate schedule: {e}")))?;
-    let optimizer = AdamConfig::new()
-        .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
-        .with_grad_clipping(config.clip.map(|c| GradientClippingConfig::Norm(c as f32)))
-        .init();
+    let mut optimizer =
+        HostAdam::new(Some(config.weight_decay as f32), config.backend.is_cpu()).init();
+    if let Some(c) = config.clip {
+        optimizer = optimizer.with_grad_clipping(GradientClippingConfig::Norm(c as f32).init());
+    }
 
     let checkpoints = dir.join(files::CHECKPOINTS);
     let interrupter = Interrupter::new();
