@@ -283,7 +283,8 @@ struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     steps: usize,
     /// ORGaNICs: how gradients are computed: fused (hand-derived, in one CPU kernel; default
-    /// on flex and ndarray; the static model needs W_r = I for it), tensor (sequence model:
+    /// on flex, and for the sequence model on ndarray; the static model needs W_r = I for
+    /// it), tensor (sequence model:
     /// the hand-derived BPTT in Burn tensor ops; default on wgpu) or autodiff (Burn's
     /// autodiff).
     #[arg(long, value_parser = parse::<GradientPath>)]

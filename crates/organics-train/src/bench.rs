@@ -111,6 +111,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     let gradients = match (opts.gradients, opts.model) {
         (_, ModelKind::Lstm | ModelKind::Mlp) => GradientPath::Autodiff,
         (Some(path), _) => path,
+        (None, _) if opts.task == Task::Mnist => GradientPath::for_static(opts.backend),
         (None, _) => GradientPath::for_backend(opts.backend),
     };
     let host_adam = opts.backend.is_cpu() && !opts.burn_adam;

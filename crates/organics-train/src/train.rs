@@ -53,7 +53,7 @@ macro_rules! with_model {
             (Task::Mnist, _) => {
                 let $model = StaticOrganics::new(
                     $crate::train::static_config(config).init($device),
-                    $crate::options::GradientPath::for_backend(config.backend),
+                    $crate::options::GradientPath::for_static(config.backend),
                 );
                 let $batcher = StaticBatcher;
                 $body
