@@ -211,7 +211,7 @@ impl HostSequence {
     ) -> Self {
         let n_in = cell.n_in;
         assert_eq!(input.len(), batch * steps * n_in, "input length");
-        let shards = on_threads(&shard_rows(batch), |&(first, rows)| {
+        let shards = on_threads(shard_rows(batch), |(first, rows)| {
             // Time-major inputs, so that a chunk of steps is one contiguous matrix.
             let mut x = vec![0.0; steps * rows * n_in];
             for r in 0..rows {
@@ -248,7 +248,7 @@ impl HostSequence {
         }
         assert_eq!(grad_y.len(), row * n, "gradient length");
         let transposed = Transposed::of(&self.cell);
-        let parts = on_threads(&starts, |&(shard, first)| {
+        let parts = on_threads(starts, |(shard, first)| {
             backward_shard(
                 &self.cell,
                 &transposed,

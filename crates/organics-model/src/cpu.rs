@@ -207,14 +207,15 @@ pub(crate) fn shard_rows(batch: usize) -> Vec<(usize, usize)> {
 }
 
 /// Runs `f` on every item on its own thread (the first on this one), results in order.
-pub(crate) fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if items.len() < 2 {
-        return items.iter().map(&f).collect();
-    }
+pub(crate) fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Vec::new();
+    };
     let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = items[1..].iter().map(|it| s.spawn(move || f(it))).collect();
-        let mut out = vec![f(&items[0])];
+        let handles: Vec<_> = items.map(|it| s.spawn(move || f(it))).collect();
+        let mut out = vec![f(first)];
         // A panic in `f` is a bug, not an input error: pass it on.
         out.extend(
             handles

@@ -21,7 +21,7 @@
 
 use std::sync::Mutex;
 
-use crate::cpu::{Mat, cut, cut_mut, matmul, relu, shard_rows, sigmoid};
+use crate::cpu::{Mat, cut, cut_mut, matmul, on_threads, relu, shard_rows, sigmoid};
 
 /// Where `‖W_zx u‖` is clamped, as in [`crate::fixed_point`].
 const NORM_FLOOR: f32 = 1e-12;
@@ -256,34 +256,10 @@ impl HostStatic {
         let mut works: Vec<ShardWork> = shards.iter().map(|&(_, rows)| self.work(rows)).collect();
 
         // Phase 1: forward, loss and deltas, one shard per core.
-        let sums: Vec<ShardSums> = std::thread::scope(|s| {
-            let mut jobs = shards.iter().zip(works.iter_mut());
-            let first = jobs.next();
-            let handles: Vec<_> = jobs
-                .map(|(&(start, rows), work)| {
-                    let x = &images[start * input..(start + rows) * input];
-                    let y = &labels[start..start + rows];
-                    s.spawn(move || shard_pass(self, x, y, batch, work))
-                })
-                .collect();
-            let mut out = Vec::with_capacity(shards.len());
-            if let Some((&(start, rows), work)) = first {
-                let x = &images[start * input..(start + rows) * input];
-                out.push(shard_pass(
-                    self,
-                    x,
-                    &labels[start..start + rows],
-                    batch,
-                    work,
-                ));
-            }
-            // A panic on a worker is a bug, not an input error: pass it on.
-            out.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-            );
-            out
+        let jobs: Vec<_> = shards.iter().zip(works.iter_mut()).collect();
+        let sums = on_threads(jobs, |(&(start, rows), work)| {
+            let x = &images[start * input..(start + rows) * input];
+            shard_pass(self, x, &labels[start..start + rows], batch, work)
         });
 
         // Phase 2: weight gradients, a band of rows of each per core.
@@ -495,19 +471,9 @@ fn run_products(products: &[Product], dsts: Vec<&mut [f32]>, threads: usize) {
             first = end;
         }
     }
-    let run = |band: Vec<(&Product, usize, &mut [f32])>| {
+    on_threads(bands, |band| {
         for (p, first, out) in band {
             p.rows_into(out, first);
-        }
-    };
-    let mut bands = bands.into_iter();
-    let Some(own) = bands.next() else { return };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = bands.map(|band| s.spawn(move || run(band))).collect();
-        run(own);
-        for h in handles {
-            // A panic on a worker is a bug, not an input error: pass it on.
-            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         }
     });
 }
@@ -546,6 +512,8 @@ fn shard_pass_avx2(
 enum Activation {
     Relu,
     Sigmoid,
+    /// None (the readout).
+    Identity,
 }
 
 /// The activation after layer `i` of `len`: ReLU, and a sigmoid after the last.
@@ -576,6 +544,11 @@ fn dense(out: &mut [f32], input: Mat, l: &HostLinear, act: Activation) {
                     row[j] = sigmoid(row[j] + b[j]);
                 }
             }
+            Activation::Identity => {
+                for j in 0..n {
+                    row[j] += b[j];
+                }
+            }
         }
     }
 }
@@ -599,6 +572,7 @@ fn times_derivative(g: &mut [f32], out: &[f32], act: Activation) {
                 g[j] *= out[j] * (1.0 - out[j]);
             }
         }
+        Activation::Identity => {}
     }
 }
 
@@ -799,7 +773,12 @@ fn shard_pass_body(
             Some(f) => &f.out,
             None => &w.enc[e - 1],
         };
-        dense_linear(&mut w.logits, Mat::new(h, 0, rows, r.n_in), r);
+        dense(
+            &mut w.logits,
+            Mat::new(h, 0, rows, r.n_in),
+            r,
+            Activation::Identity,
+        );
     }
 
     // Cross-entropy (mean over the batch) and its gradient.
@@ -913,18 +892,4 @@ fn shard_pass_body(
         .map(|(d, l)| column_sums(&d[..rows * l.n_out], l.n_out))
         .collect();
     sums
-}
-
-/// `out = input · w + b` (no activation).
-#[inline(always)]
-fn dense_linear(out: &mut [f32], input: Mat, l: &HostLinear) {
-    let n = l.n_out;
-    matmul(out, 0, n, input, Mat::new(&l.w, 0, l.n_in, n), false);
-    let b = &l.b[..n];
-    for row in out.chunks_exact_mut(n) {
-        cut_mut!(n; row);
-        for j in 0..n {
-            row[j] += b[j];
-        }
-    }
 }

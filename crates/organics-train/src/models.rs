@@ -100,14 +100,6 @@ impl StaticOrganics {
             gradients: path,
         }
     }
-
-    /// The path its gradients actually take: `Fused` only where the kernel applies.
-    pub fn effective_gradients(&self) -> GradientPath {
-        match self.gradients {
-            GradientPath::Fused if self.inner.supports_fused_gradients() => GradientPath::Fused,
-            _ => GradientPath::Autodiff,
-        }
-    }
 }
 
 /// One hidden layer of ReLU units (static baseline; the paper's MLP has 50).
@@ -286,8 +278,12 @@ impl HarnessModel for StaticOrganics {
             ..self
         }
     }
+    /// `Fused` only where the kernel applies.
     fn effective_gradients(&self) -> GradientPath {
-        StaticOrganics::effective_gradients(self)
+        match self.gradients {
+            GradientPath::Fused if self.inner.supports_fused_gradients() => GradientPath::Fused,
+            _ => GradientPath::Autodiff,
+        }
     }
     fn loss_and_grads(&self, b: StaticBatch) -> (ClassificationOutput, GradientsParams) {
         if self.effective_gradients() != GradientPath::Fused {
