@@ -101,7 +101,7 @@ impl GradientPath {
 
     /// The fastest path for the static ORGaNICs model on `backend` (measured, README
     /// Speed): the fused kernel on flex; autodiff on ndarray, whose tensors are read back
-    /// to the host element by element (slower than its autodiff), and on a GPU.
+    /// to the host element by element (no faster than its autodiff), and on a GPU.
     pub fn for_static(backend: BackendKind) -> Self {
         match backend {
             BackendKind::Flex => GradientPath::Fused,
