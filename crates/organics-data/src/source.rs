@@ -1,9 +1,12 @@
-//! Where the IDX files come from: an explicit folder, the cache, or a download.
+//! Where the IDX files come from: an explicit folder, the repository's copy, the cache, or a
+//! download.
 //!
 //! Order: `--data-dir` / `ORGANICS_DATA_DIR` if given (the files must be there); else the
-//! cache folder that burn-dataset uses (`<cache>/burn-dataset/<name>/{train,test}/`), so
-//! downloads are shared with Burn's own `MnistDataset`; else a download into that cache.
-//! A folder may hold the files flat or in `train/` and `test/` subfolders, raw or `.gz`.
+//! copy that ships in the repository's `data/<name>/` folder (MNIST only), checked against
+//! the known size and SHA-256 of each `.gz` file; else the cache folder that burn-dataset
+//! uses (`<cache>/burn-dataset/<name>/{train,test}/`), so downloads are shared with Burn's
+//! own `MnistDataset`; else a download into that cache. A folder may hold the files flat or
+//! in `train/` and `test/` subfolders, raw or `.gz`.
 
 use std::fmt;
 use std::io::{IsTerminal, Read, Write};
@@ -70,6 +73,58 @@ impl DatasetName {
     }
 }
 
+/// One `.gz` file of a copy shipped in the repository: its name, size in bytes and SHA-256.
+type ShippedFile = (&'static str, u64, &'static str);
+
+/// The `.gz` files of `data/mnist/` (its README lists the same sums), in [`FILES`] order.
+/// They are checked by size and hash of the compressed bytes, which is cheaper than
+/// decompressing before the check (the decompressed files' sums are in
+/// [`DatasetName::checksums`]).
+const SHIPPED_MNIST: [ShippedFile; 4] = [
+    (
+        "train-images-idx3-ubyte.gz",
+        9_719_438,
+        "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        28_857,
+        "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        1_616_508,
+        "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        4_517,
+        "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
+    ),
+];
+
+impl DatasetName {
+    /// The folder of the copy that ships in this repository (`data/<name>/` at the workspace
+    /// root), if this data set ships and the folder exists. The path is fixed when the crate
+    /// is compiled, so it is found from any working directory; a build of the crate outside
+    /// the repository (from a registry) has no such folder and gets `None`.
+    pub fn shipped_dir(self) -> Option<PathBuf> {
+        self.shipped_files()?;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data")
+            .join(self.dir_name());
+        dir.is_dir().then_some(dir)
+    }
+
+    /// Names, sizes and hashes of the shipped `.gz` files, if this data set ships.
+    fn shipped_files(self) -> Option<&'static [ShippedFile; 4]> {
+        match self {
+            DatasetName::Mnist => Some(&SHIPPED_MNIST),
+            DatasetName::FashionMnist => None,
+        }
+    }
+}
+
 impl fmt::Display for DatasetName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.dir_name())
@@ -109,6 +164,9 @@ pub struct DataSource {
     pub dataset: DatasetName,
     /// An explicit folder; when set, the files must be there.
     pub data_dir: Option<PathBuf>,
+    /// The copy shipped in the repository (default: [`DatasetName::shipped_dir`]); used
+    /// when it holds all four files, after checking each one's size and SHA-256.
+    pub shipped_dir: Option<PathBuf>,
     /// The cache root (default: the platform cache folder + `burn-dataset`).
     pub cache_root: Option<PathBuf>,
     /// Whether a download may be tried.
@@ -118,7 +176,8 @@ pub struct DataSource {
 }
 
 impl DataSource {
-    /// The default source for `dataset`: `ORGANICS_DATA_DIR` if set, else cache, else download.
+    /// The default source for `dataset`: `ORGANICS_DATA_DIR` if set, else the repository's
+    /// copy, else cache, else download.
     pub fn new(dataset: DatasetName) -> Self {
         let data_dir = std::env::var_os(DATA_DIR_ENV)
             .filter(|v| !v.is_empty())
@@ -126,6 +185,7 @@ impl DataSource {
         Self {
             dataset,
             data_dir,
+            shipped_dir: dataset.shipped_dir(),
             cache_root: None,
             download: true,
             mirror: None,
@@ -166,25 +226,57 @@ impl DataSource {
                 });
             }
             std::fs::read_dir(dir).map_err(io(dir))?;
-            return find_in(dir)
-                .map_err(|missing| self.not_found(missing, vec![dir.clone()], String::new()));
+            return find_in(dir).map_err(|missing| match blocked_path(dir) {
+                Some(path) => DataError::NotAFile { path },
+                None => self.not_found(missing, vec![dir.clone()], String::new()),
+            });
+        }
+        let mut searched = Vec::new();
+        if let Some(dir) = &self.shipped_dir {
+            if let Some(files) = self.shipped_copy(dir)? {
+                return Ok(files);
+            }
+            searched.push(dir.clone());
         }
         let cache = self.cache_dir();
+        searched.push(cache.clone());
         let missing = match find_in(&cache) {
             Ok(files) => return Ok(files),
             Err(missing) => missing,
         };
         if !self.download {
-            return Err(self.not_found(missing, vec![cache], " (downloads disabled)".into()));
+            return Err(self.not_found(missing, searched, " (downloads disabled)".into()));
         }
         match self.download_missing(&cache, &missing) {
-            Ok(()) => {
-                find_in(&cache).map_err(|m| self.not_found(m, vec![cache.clone()], String::new()))
-            }
+            Ok(()) => find_in(&cache).map_err(|m| self.not_found(m, searched, String::new())),
             Err(reason) => {
-                Err(self.not_found(missing, vec![cache], format!("; download failed: {reason}")))
+                Err(self.not_found(missing, searched, format!("; download failed: {reason}")))
             }
         }
+    }
+
+    /// The repository's copy in `dir`, checked, or `None` when it does not hold all four
+    /// `.gz` files (a checkout without the data folder falls through to the cache). A file
+    /// that is there but differs from the shipped one is an error, not a fall-through: the
+    /// copy was changed, and training on it silently would make results incomparable.
+    fn shipped_copy(&self, dir: &Path) -> Result<Option<DataFiles>, DataError> {
+        let Some(shipped) = self.dataset.shipped_files() else {
+            return Ok(None);
+        };
+        let paths = shipped.map(|(name, _, _)| dir.join(name));
+        if !paths.iter().all(|p| p.is_file()) {
+            return Ok(None);
+        }
+        for (path, &(_, size, sum)) in paths.iter().zip(shipped) {
+            verify_shipped(path, size, sum)?;
+        }
+        let [train_images, train_labels, test_images, test_labels] = paths;
+        Ok(Some(DataFiles {
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+        }))
     }
 
     fn not_found(
@@ -262,6 +354,24 @@ impl DataSource {
     }
 }
 
+/// Checks one shipped file's size, then its SHA-256.
+fn verify_shipped(path: &Path, size: u64, sum: &str) -> Result<(), DataError> {
+    let found_size = std::fs::metadata(path).map_err(io(path))?.len();
+    let found = if found_size == size {
+        hex(&Sha256::digest(std::fs::read(path).map_err(io(path))?))
+    } else {
+        format!("(not computed: {found_size} bytes, expected {size})")
+    };
+    if found != sum {
+        return Err(DataError::ShippedChanged {
+            path: path.to_path_buf(),
+            expected: sum.into(),
+            found,
+        });
+    }
+    Ok(())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -320,6 +430,22 @@ fn progress(name: &str, done: u64, total: Option<u64>, terminal: bool) {
     } else {
         writeln!(err, "{line}")
     };
+}
+
+/// Where `dir` has something under a data file's name that is not a regular file (a folder,
+/// a dangling or looping link), the first such path.
+fn blocked_path(dir: &Path) -> Option<PathBuf> {
+    FILES.iter().enumerate().find_map(|(i, name)| {
+        let split = if i < 2 { "train" } else { "test" };
+        [
+            dir.join(name),
+            dir.join(format!("{name}.gz")),
+            dir.join(split).join(name),
+            dir.join(split).join(format!("{name}.gz")),
+        ]
+        .into_iter()
+        .find(|p| p.symlink_metadata().is_ok() && !p.is_file())
+    })
 }
 
 /// The four files in `dir` (flat or in `train/` and `test/`, raw preferred over `.gz`), or

@@ -1,4 +1,5 @@
-//! The real MNIST files in ../shared/data/mnist (see its README for counts and checksums).
+//! The real MNIST files shipped in the repository's `data/mnist/` (see its README for counts
+//! and checksums).
 
 use std::path::PathBuf;
 
@@ -10,14 +11,10 @@ use organics_data::{
     pixel_permutation,
 };
 
-fn shared_mnist() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    assert!(
-        dir.is_dir(),
-        "the shared MNIST folder {} is missing: these tests need it",
-        dir.display()
-    );
-    dir
+fn shipped_mnist() -> PathBuf {
+    DatasetName::Mnist
+        .shipped_dir()
+        .expect("the repository's data/mnist folder: these tests need it")
 }
 
 fn load() -> Mnist {
@@ -25,8 +22,8 @@ fn load() -> Mnist {
         download: false,
         ..DataSource::new(DatasetName::Mnist)
     }
-    .with_data_dir(Some(shared_mnist()));
-    Mnist::load(&source).expect("shared MNIST loads")
+    .with_data_dir(Some(shipped_mnist()));
+    Mnist::load(&source).expect("shipped MNIST loads")
 }
 
 #[test]
@@ -53,7 +50,7 @@ fn counts_classes_and_first_labels() {
 fn raw_and_gz_give_equal_data() {
     let dir = tempfile::tempdir().expect("temp dir");
     for name in organics_data::source::FILES {
-        let gz = std::fs::read(shared_mnist().join(format!("{name}.gz"))).expect("read gz");
+        let gz = std::fs::read(shipped_mnist().join(format!("{name}.gz"))).expect("read gz");
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw)
             .expect("gunzip");
@@ -159,4 +156,52 @@ fn batchers_produce_the_three_views() {
     }
     .batch(items, &device);
     assert_eq!(rows.inputs.dims(), [3, 28, 28]);
+}
+
+#[test]
+fn the_shipped_copy_is_the_default_and_is_checked() {
+    // With no folder given (and ORGANICS_DATA_DIR ignored), the repository's copy is used.
+    let source = DataSource {
+        data_dir: None,
+        download: false,
+        cache_root: Some(PathBuf::from("/nonexistent-cache")),
+        ..DataSource::new(DatasetName::Mnist)
+    };
+    let files = source.locate().expect("the shipped copy is found");
+    assert!(files.train_images.starts_with(shipped_mnist()));
+
+    // A copy of it with one byte changed is refused by name, not read.
+    let dir = tempfile::tempdir().expect("tmp");
+    for name in organics_data::source::FILES {
+        let name = format!("{name}.gz");
+        std::fs::copy(shipped_mnist().join(&name), dir.path().join(&name)).expect("copy");
+    }
+    let labels = dir.path().join("t10k-labels-idx1-ubyte.gz");
+    let mut bytes = std::fs::read(&labels).expect("read");
+    let last = bytes.len() - 9; // inside the deflate stream, before the gzip trailer
+    bytes[last] ^= 1;
+    std::fs::write(&labels, &bytes).expect("write");
+    let changed = DataSource {
+        shipped_dir: Some(dir.path().into()),
+        ..source.clone()
+    };
+    let err = changed.locate().expect_err("a changed file");
+    assert!(
+        matches!(&err, organics_data::DataError::ShippedChanged { path, .. } if path == &labels),
+        "{err:?}"
+    );
+    // A truncated one too (the size differs).
+    std::fs::write(&labels, &bytes[..100]).expect("write");
+    assert!(matches!(
+        changed.locate(),
+        Err(organics_data::DataError::ShippedChanged { .. })
+    ));
+
+    // Without all four files the copy is skipped and the cache is searched next.
+    std::fs::remove_file(&labels).expect("rm");
+    let err = changed.locate().expect_err("nothing in the cache");
+    assert!(
+        matches!(&err, organics_data::DataError::NotFound { searched, .. } if searched.len() == 2),
+        "{err:?}"
+    );
 }

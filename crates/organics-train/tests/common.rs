@@ -5,15 +5,11 @@ use std::path::PathBuf;
 
 use organics_train::{BackendKind, ModelKind, RunOptions, Task, TrainConfig};
 
-/// The shared MNIST folder beside the repository.
+/// The MNIST folder shipped in the repository.
 pub fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    assert!(
-        dir.is_dir(),
-        "the shared MNIST folder {} is missing: these tests need it",
-        dir.display()
-    );
-    dir
+    organics_data::DatasetName::Mnist
+        .shipped_dir()
+        .expect("the repository's data/mnist folder: these tests need it")
 }
 
 /// A small, fast configuration.
@@ -32,9 +28,9 @@ pub fn small(task: Task, model: ModelKind, backend: BackendKind) -> TrainConfig 
 /// Options for a run in `dir`.
 pub fn opts(dir: &std::path::Path, resume: bool) -> RunOptions {
     RunOptions {
-        artifact_dir: dir.to_path_buf(),
         resume,
         data_dir: Some(data_dir()),
         plain: true,
+        ..RunOptions::new(dir)
     }
 }
