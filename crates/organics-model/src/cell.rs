@@ -1,7 +1,7 @@
 //! The ORGaNICs cell: one forward-Euler step of the circuit with dynamic input gains.
 //!
 //! Per time step, for the states `s ∈ {y, a, b0, b1}` with step ratios `r_s = Δt/τ_s`
-//! (spec sections 2 and 5; all four states update from the values at time t):
+//! (docs/MODEL.md §2 and §5; all four states update from the values at time t):
 //!
 //! ```text
 //! z     = ⌊W_zx x⌋
@@ -24,7 +24,7 @@ use crate::init::{
 };
 use crate::time_constant::TimeConstant;
 
-/// Configuration of an [`OrganicsCell`], with the paper's defaults (spec sections 5 and 6).
+/// Configuration of an [`OrganicsCell`], with the paper's defaults (docs/MODEL.md §5, §6).
 #[derive(Config, Debug)]
 pub struct OrganicsCellConfig {
     /// Size of the input `x` at one time step (`n_in`; 1 for pixel-by-pixel MNIST).
@@ -47,8 +47,8 @@ pub struct OrganicsCellConfig {
     #[config(default = 0.1)]
     pub r_max_b: f64,
     /// Semi-saturation constant `σ`, the same for every neuron and not learned.
-    /// Default: 1.0. (The spec stores σ per neuron, all equal to 1 and fixed: a scalar is
-    /// the same model without a tensor to save.)
+    /// Default: 1.0. (The circuit has one σ per neuron, all 1 and fixed, docs/MODEL.md §6:
+    /// a scalar is the same model without a tensor to save.)
     #[config(default = 1.0)]
     pub sigma: f64,
 }
@@ -105,7 +105,7 @@ pub struct OrganicsState {
 }
 
 impl OrganicsCellConfig {
-    /// Initializes a cell with the paper's initialisation (spec section 6):
+    /// Initializes a cell with the paper's initialisation (docs/MODEL.md §6):
     /// `W_zx` Kaiming-uniform (a = √5) scaled to spectral norm 1, `W_r` orthogonal, the
     /// gain weights Kaiming-uniform (a = √5), `L = ln(max(U(0,1), 1e-8))` with zero
     /// diagonal, time-constant parameters `N(0, 1)` (or 1 when fixed).
@@ -188,7 +188,7 @@ impl OrganicsCell {
     /// Normalization weights `W = clamp(exp(L), 0, 1)` off the diagonal and exactly 1 on it.
     ///
     /// The diagonal is masked rather than left to the clamp, so that `W_ii = 1` and
-    /// `L_ii = 0` receive no gradient by construction (spec section 6), whatever the
+    /// `L_ii = 0` receive no gradient by construction (docs/MODEL.md §6), whatever the
     /// backend's clamp does at its edge.
     pub fn normalization_weights(&self) -> Tensor<2> {
         let n = self.size();

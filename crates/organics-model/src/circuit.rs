@@ -2,7 +2,7 @@
 //!
 //! This is the mathematical reference that the Burn modules are tested against, and the
 //! object the stability tools work on: one circuit with fixed input gains and a fixed
-//! input drive (paper Section 2 with `b0`, `b1`, `z` held constant):
+//! input drive (docs/MODEL.md §2 with `b0`, `b1`, `z` held constant):
 //!
 //! ```text
 //! main:       τ_y ⊙ dy/dt = −y + b1 ⊙ z + (1 − √⌊a⌋) ⊙ (W_r y)
@@ -125,7 +125,7 @@ impl Circuit {
         }
     }
 
-    /// The closed-form fixed point for `W_r = I` (paper Section 3):
+    /// The closed-form fixed point for `W_r = I` (docs/MODEL.md §3):
     /// `a_s = σ² ⊙ b0² + W (b1 ⊙ z)²`, `y_s = (b1 ⊙ z) / √a_s`.
     ///
     /// Only a fixed point when `W_r` is the identity; the formula is evaluated regardless.
@@ -165,7 +165,7 @@ impl Circuit {
         Ok(out)
     }
 
-    /// The Jacobian of the vector field at a state (paper Section 3), 2n x 2n, ordered
+    /// The Jacobian of the vector field at a state (docs/MODEL.md §3), 2n x 2n, ordered
     /// `(y, a)`. Main model, with `g = 1 − √⌊a⌋` and `r = W_r y`:
     ///
     /// ```text

@@ -51,7 +51,7 @@ impl SeqClassifier {
     }
 }
 
-/// Configuration of a [`StaticClassifier`] (spec section 7).
+/// Configuration of a [`StaticClassifier`] (docs/MODEL.md §7).
 #[derive(Config, Debug)]
 pub struct StaticClassifierConfig {
     /// Input size. Default: 784.

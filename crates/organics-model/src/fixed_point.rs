@@ -1,4 +1,4 @@
-//! The static ORGaNICs layer: the circuit's fixed point for a static input (spec section 7).
+//! The static ORGaNICs layer: the circuit's fixed point for a static input (docs/MODEL.md §7).
 //!
 //! For an input `u` (`[batch, m]`), `n` neurons:
 //!
@@ -7,7 +7,7 @@
 //! W  = exp(L)                   σ = 1 (fixed)               output = ⌊y_s⌋²
 //! ```
 //!
-//! With `W_r = I` the fixed point is closed form (Section 3):
+//! With `W_r = I` the fixed point is closed form (docs/MODEL.md §3):
 //! `a_s = σ² b0² + W (b1 ⊙ z)²`, `y_s = (b1 ⊙ z) / √a_s`. With a learned `W_r`
 //! (parametrized to largest singular value 1) it is paper Algorithm 1:
 //!
@@ -78,7 +78,7 @@ pub struct FixedPoint {
 }
 
 impl FixedPointLayerConfig {
-    /// Initializes the layer (spec section 7): `W_zx` Kaiming-uniform (a = √5), `W_bx`
+    /// Initializes the layer (docs/MODEL.md §7): `W_zx` Kaiming-uniform (a = √5), `W_bx`
     /// `N(0, 1)` (the authors' Kaiming init is overwritten by a normal draw), `β0 = 0`,
     /// `L ~ U(−1, 0)` with zero diagonal, `V = I`.
     pub fn init(&self, device: &Device) -> FixedPointLayer {

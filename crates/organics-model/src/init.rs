@@ -1,4 +1,4 @@
-//! Initialisations of the paper (spec sections 6 and 7).
+//! Initialisations of the paper (docs/MODEL.md §6 and §7).
 
 use crate::host::{from_matrix, to_matrix};
 use burn::prelude::*;

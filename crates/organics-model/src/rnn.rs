@@ -16,7 +16,7 @@ pub struct OrganicsRnnConfig {
 
 /// An [`OrganicsCell`] unrolled over `[batch, seq, n_in]` inputs.
 ///
-/// The initial state is the same for every sample and not learned (spec section 6):
+/// The initial state is the same for every sample and not learned (docs/MODEL.md §6):
 /// `y_0 ~ U(0,1)` scaled to unit norm, `a_0 ~ U(0,1)`, `b0_0 = 1`, `b1_0 ~ U(0,1)`.
 /// It is stored with the weights, so a reloaded model starts from the same state.
 #[derive(Module, Debug)]

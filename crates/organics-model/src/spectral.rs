@@ -1,6 +1,6 @@
 //! Spectral-norm parametrization: `W_r = V / σ_max(V)`.
 //!
-//! Keeps the largest singular value of the recurrent weights at 1 (paper Section 4 and
+//! Keeps the largest singular value of the recurrent weights at 1 (docs/MODEL.md §4;
 //! Conjecture 5.3), as PyTorch's `spectral_norm` does. The top singular pair `(u, v)` is
 //! taken exactly from a host SVD of the detached `V` (n is small), and `σ_max = uᵀ V v` is
 //! evaluated with tensor ops so that its gradient, `u vᵀ`, reaches `V`.

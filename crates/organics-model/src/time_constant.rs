@@ -1,4 +1,4 @@
-//! Per-neuron Euler step ratios `r = Δt/τ`, learned or fixed (spec section 5).
+//! Per-neuron Euler step ratios `r = Δt/τ`, learned or fixed (docs/MODEL.md §5).
 
 use burn::module::Param;
 use burn::prelude::*;

@@ -113,7 +113,7 @@ fn normalization_diagonal_is_one_and_gets_no_gradient() {
     }
 }
 
-/// An independent f64 implementation of one rectified Euler step (spec sections 2 and 5).
+/// An independent f64 implementation of one rectified Euler step (docs/MODEL.md §2 and §5).
 #[test]
 fn one_step_matches_the_equations() {
     let device = Device::flex();
@@ -225,7 +225,7 @@ fn one_step_matches_the_equations() {
 }
 
 #[test]
-fn initial_state_and_time_constants_follow_the_spec() {
+fn initial_state_and_time_constants_follow_docs_model() {
     let device = Device::flex();
     let model: SeqClassifier =
         SeqClassifierConfig::new(OrganicsCellConfig::new(1, 32)).init(&device);

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::error::TrainError;
 
-/// The paper's three `(w_r, σ)` sets (model notes section 8).
+/// The paper's three `(w_r, σ)` sets (docs/MODEL.md §8).
 pub const FIGURE1_SETS: [(f64, f64); 3] = [(0.5, 0.1), (2.0, 0.1), (2.0, 1.0)];
 
 /// A nullcline: `a` as a function of `y`, where defined.
