@@ -1,5 +1,5 @@
 //! Seconds per training step on random data of the real shape: the yardstick against the
-//! PyTorch and JAX implementations (`../shared/peer/bench.py`).
+//! PyTorch and JAX implementations of the same models in `bench/` (`bench/bench.py`).
 
 use std::time::Instant;
 
@@ -44,6 +44,8 @@ pub struct BenchOptions {
     pub gradients: Option<GradientPath>,
     /// Use Burn's tensor-op `Adam` instead of [`HostAdam`] on a CPU backend.
     pub burn_adam: bool,
+    /// Time wgpu even on a software adapter (llvmpipe, lavapipe).
+    pub allow_software_gpu: bool,
 }
 
 /// One JSON line of `cargo xtask bench`.
@@ -82,6 +84,9 @@ pub struct BenchResult {
     /// `bench.py` reports it.
     #[serde(default)]
     pub peak_rss_mb: Option<f64>,
+    /// The wgpu adapter timed (name, kind, graphics API); absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 /// The process's peak resident set size in MB, where `/proc` tells it.
@@ -115,7 +120,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         (None, _) => GradientPath::for_backend(opts.backend),
     };
     let host_adam = opts.backend.is_cpu() && !opts.burn_adam;
-    let device = opts.backend.device()?;
+    let (device, adapter) = opts.backend.training_device(opts.allow_software_gpu)?;
     device.seed(0);
     let ad = device.clone().autodiff();
     // Random pixels; a sequence batch is cut to `seq` steps below.
@@ -165,6 +170,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         step_sec_min: sorted.first().copied(),
         samples_per_sec: opts.batch as f64 / sec,
         peak_rss_mb: peak_rss_mb(),
+        adapter: adapter.map(|a| a.to_string()),
     })
 }
 
