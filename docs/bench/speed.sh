@@ -7,7 +7,7 @@
 #   bash docs/bench/speed.sh                       # everything, 2 rounds
 #   ROUNDS=1 ONLY=static bash docs/bench/speed.sh  # a quick subset
 #
-# It builds xtask (`cargo build -p xtask`, the binary `cargo xtask` runs) and the Python
+# It builds the workspace (and so the binary `cargo xtask` runs) and the Python
 # environment (`bash bench/setup.sh`, idempotent; the first time it downloads ~4 GB), writes
 # every benchmark's JSON line to docs/bench/speed-DATE.jsonl, one {"round", "load", "cmd",
 # "result"} object a line after a {"meta"} line, and prints the markdown table
@@ -38,7 +38,8 @@ for part in ${ONLY//,/ }; do
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
-cargo build --quiet -p xtask
+# The whole workspace, not `-p xtask`: a -p build resolves other features and rebuilds Burn.
+cargo build --quiet --workspace
 ORGANICS_VENV="$VENV" bash bench/setup.sh >&2
 
 if [ -z "${OUT:-}" ]; then

@@ -1,7 +1,9 @@
 //! `cargo xtask`: the command-line front door of organics.
 //!
-//! Errors print as one line on stderr; bad input (unknown task, batch 0, a missing data
-//! folder, an artifact folder of another run) exits with status 2, other failures with 1.
+//! Errors print as one line on stderr. Exit status: 0 done; 1 a failure (diverged, an I/O
+//! error, a damaged file); 2 bad input (an unknown task, a value out of range, a missing
+//! data folder, an artifact folder of another run or in use by one); 130 stopped on request
+//! (Ctrl-C, SIGTERM, the dashboard's stop), resumable with `--resume`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,16 @@ enum Command {
     /// Figures as SVG.
     #[command(subcommand)]
     Plot(PlotCommand),
+    /// The progress table of a folder of runs (default `runs/`, the paper's Table 2):
+    /// epochs, best validation and test accuracy, the paper's number, gradient norms, time.
+    Report {
+        /// The folder holding one run folder per row.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Also write the table, with a short description, to this Markdown file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +169,7 @@ fn parse<T: std::str::FromStr<Err = TrainError>>(s: &str) -> Result<T, String> {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct TrainArgs {
     /// Task: mnist (static images), smnist (pixel sequences), psmnist (permuted pixel sequences).
     #[arg(long, default_value = "mnist", value_parser = parse::<Task>)]
@@ -232,12 +245,19 @@ struct TrainArgs {
     /// Where the run's files go (default: artifacts/TASK-MODEL, e.g. artifacts/mnist-organics).
     #[arg(long)]
     artifact_dir: Option<PathBuf>,
-    /// Continue the run in --artifact-dir from its last complete checkpoint.
-    #[arg(long)]
+    /// Continue the run in --artifact-dir from its newest intact checkpoint.
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace the run already in --artifact-dir (its checkpoints, metrics, weights, results).
+    #[arg(long)]
+    overwrite: bool,
     /// Plain progress lines even on a terminal (instead of Burn's TUI).
     #[arg(long)]
     plain: bool,
+    /// With --backend wgpu: train even when the only adapter is a software renderer
+    /// (llvmpipe, lavapipe), which runs on the CPU and is slower than --backend flex.
+    #[arg(long)]
+    allow_software_gpu: bool,
 }
 
 #[derive(Args)]
@@ -292,16 +312,26 @@ struct BenchArgs {
     /// Step with Burn's tensor-op Adam instead of the one-pass host Adam (CPU backends).
     #[arg(long)]
     burn_adam: bool,
+    /// With --backend wgpu: time it even on a software adapter (llvmpipe, lavapipe).
+    #[arg(long)]
+    allow_software_gpu: bool,
 }
 
 fn exit_code(e: &TrainError) -> u8 {
     use organics_data::DataError;
     match e {
+        TrainError::Stopped { .. } => 130,
         TrainError::Invalid(_)
         | TrainError::ConfigMismatch { .. }
+        | TrainError::Locked { .. }
         | TrainError::NoCheckpoint(_) => 2,
         TrainError::Data(
-            DataError::NotFound { .. } | DataError::BadDataDir { .. } | DataError::Invalid(_),
+            DataError::NotFound { .. }
+            | DataError::BadDataDir { .. }
+            | DataError::NotAFile { .. }
+            | DataError::WrongRole { .. }
+            | DataError::ShippedChanged { .. }
+            | DataError::Invalid(_),
         ) => 2,
         _ => 1,
     }
@@ -337,16 +367,19 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 .artifact_dir
                 .unwrap_or_else(|| PathBuf::from(format!("artifacts/{}-{}", a.task, a.model)));
             let opts = RunOptions {
-                artifact_dir,
                 resume: a.resume,
+                overwrite: a.overwrite,
                 data_dir: a.data_dir,
                 plain: a.plain,
+                allow_software_gpu: a.allow_software_gpu,
+                stop: stop_on_signals(),
+                ..RunOptions::new(artifact_dir)
             };
             let results = organics_train::train(&config, &opts)?;
             println!(
                 "test accuracy {:.2}% (loss {:.4}) after {} epochs; results in {}",
-                100.0 * results.test_accuracy,
-                results.test_loss,
+                100.0 * results.test_accuracy.unwrap_or(f64::NAN),
+                results.test_loss.unwrap_or(f64::NAN),
                 results.epochs,
                 opts.artifact_dir.join("results.json").display()
             );
@@ -371,6 +404,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 steps: a.steps,
                 gradients: a.gradients,
                 burn_adam: a.burn_adam,
+                allow_software_gpu: a.allow_software_gpu,
             })?;
             println!(
                 "{}",
@@ -461,6 +495,18 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             organics_train::stability_plot::stability_histograms(&report, &figure)?;
             println!("written to {} and {}", out.display(), figure.display());
         }
+        Command::Report { runs, out } => {
+            let rows = organics_train::report::run_rows(&runs)?;
+            print!("{}", organics_train::report::runs_table(&rows));
+            if let Some(out) = out {
+                let text = organics_train::report::runs_readme(&rows);
+                std::fs::write(&out, text).map_err(|e| TrainError::File {
+                    path: out.clone(),
+                    message: e.to_string(),
+                })?;
+                println!("written to {}", out.display());
+            }
+        }
         Command::Plot(PlotCommand::Phase { out }) => {
             let marked = organics_train::phase_plot::phase_portraits(&out)?;
             for m in &marked {
@@ -505,8 +551,69 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
+/// Turns SIGINT and SIGTERM into a clean stop of a training run: the training loop checks
+/// the flag after every step, finishes that step and returns [`TrainError::Stopped`] with its
+/// complete epochs checkpointed. A second signal ends the process at once (status 130).
+fn stop_on_signals() -> organics_train::guard::StopRequest {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = organics_train::guard::StopRequest::default();
+    for signal in [SIGINT, SIGTERM] {
+        // The conditional shutdown is registered first so that it sees the flag as it was
+        // before this signal: it exits only on a second one.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone());
+        let _ = signal_hook::flag::register(signal, stop.clone());
+    }
+    keep_ctrl_c_under_the_dashboard(stop.clone());
+    stop
+}
+
+/// Burn's terminal dashboard puts the terminal in raw mode, where Ctrl-C is a key press
+/// and no longer a SIGINT, and the dashboard ignores that key. While a run lasts, this keeps
+/// the terminal's ISIG flag on, so Ctrl-C stops the run there as everywhere else.
+fn keep_ctrl_c_under_the_dashboard(stop: organics_train::guard::StopRequest) {
+    use rustix::termios::{LocalModes, OptionalActions, isatty, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    if !isatty(&stdin) {
+        return;
+    }
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(mut modes) = tcgetattr(&stdin)
+                && !modes.local_modes.contains(LocalModes::ISIG)
+            {
+                modes.local_modes.insert(LocalModes::ISIG);
+                let _ = tcsetattr(&stdin, OptionalActions::Now, &modes);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+}
+
+/// Reports a panic (a bug, or a failure deep in a dependency) as one line instead of a
+/// backtrace; the process then exits non-zero as Rust does for a panic.
+fn report_panics_in_one_line() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal failure: {message}{place} (RUST_BACKTRACE=1 for details)");
+        if std::env::var_os("RUST_BACKTRACE").is_some() {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
+    report_panics_in_one_line();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

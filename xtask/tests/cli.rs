@@ -13,8 +13,9 @@ fn xtask(args: &[&str]) -> (i32, String) {
     )
 }
 
-fn shared() -> String {
-    format!("{}/../../shared/data/mnist", env!("CARGO_MANIFEST_DIR"))
+/// The MNIST folder shipped in the repository.
+fn shipped() -> String {
+    format!("{}/../data/mnist", env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
@@ -22,7 +23,7 @@ fn bad_inputs_exit_2_with_a_message() {
     let tmp = tempfile::tempdir().expect("tmp");
     let art = tmp.path().join("run");
     let art = art.to_str().expect("utf8");
-    let data = shared();
+    let data = shipped();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["train", "--task", "cifar"], "unknown task 'cifar'"),
         (vec!["train", "--backend", "tpu"], "unknown backend 'tpu'"),
@@ -59,6 +60,26 @@ fn bad_inputs_exit_2_with_a_message() {
                 art,
             ],
             "lstm is for the sequence tasks",
+        ),
+        (
+            vec!["train", "--lr", "-0.001", "--artifact-dir", art],
+            "learning rate must be a positive finite number",
+        ),
+        (
+            vec!["train", "--clip=-1", "--artifact-dir", art],
+            "gradient clipping norm must be",
+        ),
+        (
+            vec!["train", "--lr-gamma", "0", "--artifact-dir", art],
+            "lr gamma",
+        ),
+        (
+            vec!["train", "--weight-decay", "NaN", "--artifact-dir", art],
+            "weight decay must be",
+        ),
+        (
+            vec!["train", "--resume", "--overwrite", "--artifact-dir", art],
+            "cannot be used with",
         ),
         (
             vec!["eval", "--artifact-dir", "/nonexistent/run"],
@@ -99,7 +120,7 @@ fn bad_inputs_exit_2_with_a_message() {
 fn an_artifact_dir_of_another_run_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let art = tmp.path().to_str().expect("utf8").to_string();
-    let data = shared();
+    let data = shipped();
     let base = [
         "train",
         "--model",
@@ -213,7 +234,7 @@ fn analyze_commands_write_decodable_json() {
 /// Trains a tiny run with `flags` into `dir/run` and returns that path.
 fn tiny_run(dir: &std::path::Path, flags: &[&str]) -> String {
     let art = dir.join("run").to_str().expect("utf8").to_string();
-    let data = shared();
+    let data = shipped();
     let mut args = vec![
         "train",
         "--plain",
@@ -251,7 +272,7 @@ fn stability_commands_on_a_tiny_static_run() {
         "16",
     ];
     let art = tiny_run(tmp.path(), &flags);
-    let data = shared();
+    let data = shipped();
     let json = tmp.path().join("stability.json");
     let figure = tmp.path().join("stability.svg");
     let (code, err) = xtask(&[
@@ -312,7 +333,7 @@ fn trajectories_command_on_a_tiny_sequence_run() {
         "4",
     ];
     let art = tiny_run(tmp.path(), &flags);
-    let data = shared();
+    let data = shipped();
     let figure = tmp.path().join("traj.svg");
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args([
@@ -342,4 +363,69 @@ fn trajectories_command_on_a_tiny_sequence_run() {
         svg_elements(&figure, "polyline") >= 6,
         "2 panels x 3 neurons"
     );
+}
+
+/// SIGINT (Ctrl-C) to a training run: it stops after the current step with status 130,
+/// keeps its complete epochs, and `--resume` continues it.
+#[cfg(unix)]
+#[test]
+fn sigint_stops_a_run_cleanly_and_it_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let art = tmp.path().join("run");
+    let art = art.to_str().expect("utf8").to_string();
+    let data = shipped();
+    let args = [
+        "train",
+        "--model",
+        "mlp",
+        "--epochs",
+        "400",
+        // the whole training split: an epoch takes a second or more, so the signal
+        // arrives mid-run
+        "--valid-limit",
+        "32",
+        "--test-limit",
+        "32",
+        "--plain",
+        "--data-dir",
+        &data,
+        "--artifact-dir",
+        &art,
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let checkpoints = std::path::Path::new(&art).join("checkpoint");
+    let started = std::time::Instant::now();
+    while organics_train::checkpoint::last_complete_epoch(&checkpoints).is_none() {
+        assert!(started.elapsed().as_secs() < 300, "no epoch completed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("waits");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped") && err.contains("--resume"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&art).join("results.json")).expect("results"),
+    )
+    .expect("json");
+    assert_eq!(results["status"], "stopped");
+    let stopped_at = results["epochs"].as_u64().expect("epochs");
+    assert!(stopped_at >= 1 && stopped_at < 400);
+    // the lock went with the process: resuming is accepted and finishes the run
+    let mut resume: Vec<&str> = args.to_vec();
+    let more = (stopped_at + 1).to_string();
+    resume[4] = &more;
+    resume.push("--resume");
+    let (code, err) = xtask(&resume);
+    assert_eq!(code, 0, "{err}");
 }

@@ -147,6 +147,11 @@ pub struct Mnist {
     pub test: ImageSet,
 }
 
+/// Images of the standard training split (MNIST and Fashion-MNIST).
+pub const TRAIN_SIZE: usize = 60_000;
+/// Images of the standard test split.
+pub const TEST_SIZE: usize = 10_000;
+
 /// Validation images held out of the training set (paper: 57,000 / 3,000).
 pub const VALID_SIZE: usize = 3_000;
 
@@ -173,8 +178,38 @@ impl Mnist {
         })
     }
 
-    /// Finds (or downloads) and reads the data set.
+    /// Finds (or downloads) and reads the data set, and refuses a training or test file that
+    /// has exactly the other split's standard size (MNIST and Fashion-MNIST: 60,000 and
+    /// 10,000), the mark of one file copied over the other. Smaller custom sets pass.
     pub fn load(source: &DataSource) -> Result<Self, DataError> {
-        Self::from_files(&source.locate()?)
+        let files = source.locate()?;
+        let data = Self::from_files(&files)?;
+        let checks = [
+            (
+                &files.train_images,
+                data.train.len(),
+                "training",
+                TEST_SIZE,
+                "test",
+            ),
+            (
+                &files.test_images,
+                data.test.len(),
+                "test",
+                TRAIN_SIZE,
+                "training",
+            ),
+        ];
+        for (path, count, role, other_size, other) in checks {
+            if count == other_size && TRAIN_SIZE != TEST_SIZE {
+                return Err(DataError::WrongRole {
+                    path: path.clone(),
+                    count,
+                    role,
+                    other,
+                });
+            }
+        }
+        Ok(data)
     }
 }

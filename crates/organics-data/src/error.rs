@@ -121,6 +121,40 @@ pub enum DataError {
         /// Digest found.
         found: String,
     },
+    /// Something other than a regular file stands where a data file is expected (a folder, a
+    /// link that leads nowhere or in a loop).
+    #[error("{path} is not a regular file (a folder, or a link that leads nowhere or in a loop)")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file holds as many images as the other split of the standard set: most likely the
+    /// test file copied over the training file, or the other way round.
+    #[error(
+        "{path} holds {count} items, the size of the standard {other} set, where the {role} set belongs; was the {other} file copied in its place?"
+    )]
+    WrongRole {
+        /// The file.
+        path: PathBuf,
+        /// Items in it.
+        count: usize,
+        /// The split it stands for.
+        role: &'static str,
+        /// The split whose size it has.
+        other: &'static str,
+    },
+    /// A file of the copy shipped in the repository differs from the shipped one.
+    #[error(
+        "{path}: SHA-256 {found} differs from the shipped file's {expected}; restore it (git checkout -- data) or pass --data-dir for other files"
+    )]
+    ShippedChanged {
+        /// The file.
+        path: PathBuf,
+        /// Expected digest.
+        expected: String,
+        /// Digest found (or why none was computed).
+        found: String,
+    },
     /// The files are not anywhere and could not be downloaded.
     #[error(
         "{dataset} files not found: missing {missing:?} (looked in {searched:?}){download}. Provide them either by \

@@ -314,6 +314,7 @@ fn offline_with_nothing_cached_lists_missing_files_and_remedies() {
     let source = DataSource {
         dataset: DatasetName::Mnist,
         data_dir: None,
+        shipped_dir: None,
         cache_root: Some(cache.path().to_path_buf()),
         download: true,
         // a closed port on this machine: the download fails at once, as offline
@@ -366,6 +367,7 @@ fn cached_files_in_burn_layout_are_found() {
     let source = DataSource {
         dataset: DatasetName::Mnist,
         data_dir: None,
+        shipped_dir: None,
         cache_root: Some(cache.path().to_path_buf()),
         download: false,
         mirror: None,
@@ -376,4 +378,55 @@ fn cached_files_in_burn_layout_are_found() {
     assert!(
         "fashion-mnist".parse::<DatasetName>().is_ok() && "cifar".parse::<DatasetName>().is_err()
     );
+}
+
+#[test]
+fn a_folder_in_a_data_files_place_is_named_as_such() {
+    let dir = tempfile::tempdir().expect("tmp");
+    dataset(dir.path(), 3);
+    let file = dir.path().join("t10k-labels-idx1-ubyte");
+    std::fs::remove_file(&file).expect("rm");
+    std::fs::create_dir(&file).expect("mkdir");
+    let err = load(dir.path()).expect_err("a folder");
+    assert!(
+        matches!(&err, DataError::NotAFile { path } if path == &file),
+        "{err:?}"
+    );
+    // a link in a loop is named the same way
+    std::fs::remove_dir(&file).expect("rmdir");
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&file, &file).expect("self link");
+        let err = load(dir.path()).expect_err("a loop");
+        assert!(matches!(err, DataError::NotAFile { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn the_test_file_copied_over_the_training_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    dataset(dir.path(), 3);
+    let n = organics_data::TEST_SIZE as u32;
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        images(n, 28, 28, n as usize * 784),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("train-labels-idx1-ubyte"),
+        labels(n, n as usize),
+    )
+    .expect("write");
+    let err = load(dir.path()).expect_err("wrong role");
+    assert!(
+        matches!(
+            err,
+            DataError::WrongRole {
+                role: "training",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("copied"), "{err}");
 }

@@ -140,9 +140,11 @@ pub(crate) fn matmul(
     }
 }
 
+/// `max(x, 0)`, keeping a NaN as NaN: a diverged weight must show in the loss, and the
+/// comparison the other way round (`x > 0 ? x : 0`) would turn it into a harmless 0.
 #[inline(always)]
 pub(crate) fn relu(x: f32) -> f32 {
-    if x > 0.0 { x } else { 0.0 }
+    if x < 0.0 { 0.0 } else { x }
 }
 
 /// `1 / (1 + e^(−x))`, as [`crate::cell`] computes it.

@@ -603,7 +603,9 @@ fn fixed_point_forward(l: &HostFixedPoint, u: Mat, f: &mut FixedPointWork, rows:
         let s = &mut f.s[r * n..(r + 1) * n];
         cut_mut!(n; p, q, s);
         let sum_sq: f32 = p.iter().map(|v| v * v).sum();
-        let norm = sum_sq.sqrt().max(NORM_FLOOR);
+        // Not `max(NORM_FLOOR)`: f32::max drops a NaN, and a NaN norm must reach the loss.
+        let norm = sum_sq.sqrt();
+        let norm = if norm < NORM_FLOOR { NORM_FLOOR } else { norm };
         f.norm[r] = norm;
         for j in 0..n {
             let z = p[j] / norm;

@@ -5,6 +5,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use burn::lr_scheduler::LrSchedulerRecord;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::OptimizerRecord;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
 
@@ -37,20 +42,25 @@ pub fn checkpoint_path(dir: &Path, name: &str, epoch: usize) -> PathBuf {
     dir.join(format!("{name}-{epoch}.bpk"))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a temporary file and a rename. On any failure (a full
+/// disk, a read-only folder) the temporary file is removed and `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written
 }
 
 impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
@@ -75,10 +85,12 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
     }
 }
 
-/// The last epoch whose model, optimizer and scheduler checkpoints are all present
-/// (temporary files of an interrupted write are not checkpoints).
-pub fn last_complete_epoch(dir: &Path) -> Option<usize> {
-    let entries = std::fs::read_dir(dir).ok()?;
+/// The epochs whose model, optimizer and scheduler checkpoints are all present, newest
+/// first (temporary files of an interrupted write are not checkpoints).
+pub fn complete_epochs(dir: &Path) -> Vec<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut epochs: Vec<usize> = entries
         .flatten()
         .filter_map(|e| {
@@ -86,11 +98,86 @@ pub fn last_complete_epoch(dir: &Path) -> Option<usize> {
             let rest = name.strip_prefix("model-")?.strip_suffix(".bpk")?;
             rest.parse().ok()
         })
+        .filter(|&epoch| {
+            PARTS
+                .iter()
+                .all(|part| checkpoint_path(dir, part, epoch).is_file())
+        })
         .collect();
-    epochs.sort_unstable();
-    epochs.into_iter().rev().find(|&epoch| {
-        PARTS
-            .iter()
-            .all(|part| checkpoint_path(dir, part, epoch).is_file())
+    epochs.sort_unstable_by(|a, b| b.cmp(a));
+    epochs
+}
+
+/// The last epoch whose model, optimizer and scheduler checkpoints are all present.
+pub fn last_complete_epoch(dir: &Path) -> Option<usize> {
+    complete_epochs(dir).first().copied()
+}
+
+/// Why the checkpoint of `epoch` cannot be resumed from, or `Ok` when each part decodes, the
+/// model record fits `model` (every parameter present with its shape) and every weight is
+/// finite. Burn's loader panics on a bad record; checking first turns that into a choice.
+pub fn verify_checkpoint<M: Module>(model: &M, dir: &Path, epoch: usize) -> Result<(), String> {
+    let read = |part: &str| {
+        let path = checkpoint_path(dir, part, epoch);
+        std::fs::read(&path)
+            .map(Bytes::from_bytes_vec)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let record = ModuleRecord::checkpoint_from_bytes(read("model")?)
+        .map_err(|e| format!("model record does not decode: {e}"))?;
+    let loaded = model
+        .clone()
+        .try_load_record(record)
+        .map_err(|e| format!("model record does not fit this model: {e}"))?;
+    let mut finite = FiniteWeights { bad: None };
+    loaded.visit(&mut finite);
+    if let Some(name) = finite.bad {
+        return Err(format!("model record holds non-finite weights ({name})"));
+    }
+    OptimizerRecord::checkpoint_from_bytes(read("optim")?)
+        .map_err(|e| format!("optimizer record does not decode: {e}"))?;
+    LrSchedulerRecord::checkpoint_from_bytes(read("scheduler")?)
+        .map_err(|e| format!("scheduler record does not decode: {e}"))?;
+    Ok(())
+}
+
+/// Finds the first parameter with a NaN or infinite value.
+struct FiniteWeights {
+    bad: Option<String>,
+}
+
+impl ModuleVisitor for FiniteWeights {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.bad.is_some() {
+            return;
+        }
+        // The sum of magnitudes is finite exactly when every value is (short of an overflow
+        // of the sum itself, which no trained weight comes near).
+        let total = param.val().abs().sum().into_scalar::<f64>();
+        if !total.is_finite() {
+            self.bad = Some(format!("parameter {}", param.id));
+        }
+    }
+}
+
+/// The newest epoch of `dir` whose checkpoint [`verify_checkpoint`] accepts, with one note
+/// per newer epoch passed over; an error listing every epoch's problem when none is intact.
+pub fn newest_intact_epoch<M: Module>(
+    model: &M,
+    dir: &Path,
+) -> Result<(usize, Vec<String>), crate::TrainError> {
+    let mut notes = Vec::new();
+    for epoch in complete_epochs(dir) {
+        match verify_checkpoint(model, dir, epoch) {
+            Ok(()) => return Ok((epoch, notes)),
+            Err(why) => notes.push(format!("checkpoint of epoch {epoch} is not usable: {why}")),
+        }
+    }
+    if notes.is_empty() {
+        return Err(crate::TrainError::NoCheckpoint(dir.to_path_buf()));
+    }
+    Err(crate::TrainError::File {
+        path: dir.to_path_buf(),
+        message: format!("no intact checkpoint to resume from ({})", notes.join("; ")),
     })
 }

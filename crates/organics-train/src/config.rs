@@ -5,7 +5,7 @@ use burn::config::Config;
 use crate::error::TrainError;
 use crate::options::{BackendKind, ModelKind, Task};
 
-/// Everything that defines a training run (paper defaults, spec sections 6 and 7).
+/// Everything that defines a training run (paper defaults, docs/MODEL.md §6, §7 and §9).
 #[derive(Config, Debug, PartialEq)]
 pub struct TrainConfig {
     /// The task.
@@ -66,7 +66,7 @@ pub struct TrainConfig {
     /// Use only the first N test images. Default: all.
     pub test_limit: Option<usize>,
     /// Stop once the validation accuracy has not improved for this many epochs. Default: off
-    /// (train all `epochs`). A resumed run starts counting afresh.
+    /// (train all `epochs`). Counted over the whole run, resumed invocations included.
     pub patience: Option<usize>,
     /// Backend the run was started on (not part of what must match on resume).
     #[config(default = "BackendKind::Flex")]
@@ -120,7 +120,34 @@ impl TrainConfig {
             return bad("lr step must be at least 1 epoch".into());
         }
         if !(self.lr() > 0.0 && self.lr().is_finite()) {
-            return bad(format!("learning rate must be positive, got {}", self.lr()));
+            return bad(format!(
+                "learning rate must be a positive finite number, got {}",
+                self.lr()
+            ));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!(
+                "weight decay must be a finite number >= 0, got {}",
+                self.weight_decay
+            ));
+        }
+        // A factor of 0 would stop learning after the first decay, one above 1 would grow the
+        // learning rate without bound: neither is a decay.
+        if !(self.lr_gamma > 0.0 && self.lr_gamma <= 1.0) {
+            return bad(format!(
+                "lr gamma (the learning-rate decay factor) must be in (0, 1], got {}",
+                self.lr_gamma
+            ));
+        }
+        if let Some(clip) = self.clip
+            && !(clip > 0.0 && clip.is_finite())
+        {
+            return bad(format!(
+                "gradient clipping norm must be a positive finite number, got {clip}"
+            ));
+        }
+        if self.valid_size == 0 {
+            return bad("the validation split must hold at least 1 image".into());
         }
         if matches!(self.train_limit, Some(0))
             || matches!(self.valid_limit, Some(0))

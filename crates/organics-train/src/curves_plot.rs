@@ -136,6 +136,8 @@ mod tests {
         let run = dir.path().join("run-a");
         std::fs::create_dir_all(&run).unwrap();
         let mut r = RunResults {
+            status: crate::results::RunStatus::Finished,
+            adapter: None,
             task: Task::Mnist,
             model: ModelKind::Mlp,
             dataset: "mnist".into(),
@@ -147,8 +149,8 @@ mod tests {
             params: 1,
             hidden: 50,
             test_samples: 10,
-            test_accuracy: 0.5,
-            test_loss: 1.0,
+            test_accuracy: Some(0.5),
+            test_loss: Some(1.0),
             wall_seconds: 1.0,
             seconds_per_epoch: 0.3,
             seed: 42,

@@ -16,7 +16,7 @@ pub enum TrainError {
     Model(#[from] organics_model::ModelError),
     /// The artifact directory holds a run with another configuration.
     #[error(
-        "{dir} holds a run with another configuration ({detail}); use another --artifact-dir, or the same flags to resume"
+        "{dir} holds a run with another configuration ({detail}); use another --artifact-dir, the same flags to resume, or --overwrite to replace it"
     )]
     ConfigMismatch {
         /// The artifact directory.
@@ -24,19 +24,42 @@ pub enum TrainError {
         /// What differs.
         detail: String,
     },
-    /// The loss became NaN or infinite.
+    /// The loss, the gradient norm or the validation loss became NaN or infinite.
     #[error(
-        "training diverged: non-finite loss ({value}) at epoch {epoch}, iteration {iteration}; the last good checkpoint is kept in {checkpoints}"
+        "training diverged: non-finite {quantity} ({value}) at epoch {epoch}, iteration {iteration}; {kept}"
     )]
     NonFinite {
-        /// The loss value.
+        /// What was not finite.
+        quantity: String,
+        /// The value.
         value: f64,
         /// Epoch (1-based).
         epoch: usize,
         /// Iteration within the epoch (1-based).
         iteration: usize,
-        /// The checkpoint folder.
-        checkpoints: String,
+        /// What is kept: the last good checkpoint, or that none exists.
+        kept: String,
+    },
+    /// The run was stopped on request (Ctrl-C, SIGTERM, the dashboard's stop) before its
+    /// last epoch; its complete epochs are checkpointed.
+    #[error("stopped during epoch {epoch} ({reason}); {kept}")]
+    Stopped {
+        /// The epoch in progress (1-based).
+        epoch: usize,
+        /// Why.
+        reason: String,
+        /// What is kept and how to continue.
+        kept: String,
+    },
+    /// Another process is writing to the artifact directory.
+    #[error(
+        "{dir} is in use by another run ({holder}); wait for it to finish or choose another --artifact-dir"
+    )]
+    Locked {
+        /// The artifact directory.
+        dir: PathBuf,
+        /// Who holds it, as far as known.
+        holder: String,
     },
     /// Nothing to resume from or evaluate.
     #[error("no complete checkpoint in {0}")]

@@ -134,23 +134,49 @@ impl BackendKind {
         matches!(self, BackendKind::Flex | BackendKind::Ndarray)
     }
 
-    /// The device of this backend, or an error when this build or machine lacks it.
-    #[allow(deprecated)] // ndarray is deprecated in burn 0.22; the user asked for it, so it stays
+    /// The device of this backend, or an error when this build or machine lacks it. On
+    /// wgpu any adapter is accepted, a software one too (for evaluation and analysis, whose
+    /// results do not depend on it); training uses [`BackendKind::training_device`].
     pub fn device(self) -> Result<Device, TrainError> {
+        self.training_device(true).map(|(device, _)| device)
+    }
+
+    /// The device to train or benchmark on, and on wgpu the adapter it runs on. A software
+    /// adapter (llvmpipe, lavapipe: the CPU pretending to be a GPU, many times slower than
+    /// `flex`) is refused unless `allow_software_gpu`.
+    #[allow(deprecated)] // ndarray is deprecated in burn 0.22 and kept as a second CPU backend
+    pub fn training_device(
+        self,
+        allow_software_gpu: bool,
+    ) -> Result<(Device, Option<crate::gpu::Adapter>), TrainError> {
+        let _ = allow_software_gpu;
         match self {
             #[cfg(feature = "flex")]
-            BackendKind::Flex => Ok(Device::flex()),
+            BackendKind::Flex => Ok((Device::flex(), None)),
             #[cfg(feature = "ndarray")]
-            BackendKind::Ndarray => Ok(Device::ndarray()),
+            BackendKind::Ndarray => Ok((Device::ndarray(), None)),
             #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => {
-                // cubecl panics when no adapter exists; turn that into an error.
+                let no_gpu = || {
+                    TrainError::Invalid(
+                        "backend wgpu: no GPU or Vulkan driver found (on Debian: apt-get install mesa-vulkan-drivers)".into(),
+                    )
+                };
+                let adapter = crate::gpu::default_adapter().ok_or_else(no_gpu)?;
+                if adapter.software && !allow_software_gpu {
+                    return Err(TrainError::Invalid(format!(
+                        "backend wgpu: the only adapter is a software renderer, {adapter}, which runs on the CPU and is slower than --backend flex; pass --allow-software-gpu to use it anyway"
+                    )));
+                }
+                // An adapter exists, so cubecl should come up; should it still fail, its
+                // panic becomes this error.
                 let probe = std::panic::catch_unwind(|| {
                     let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
                     let _ = Tensor::<1>::ones([1], &device).into_data();
                     device
                 });
-                probe.map_err(|_| TrainError::Invalid("backend wgpu: no GPU or Vulkan driver found (on Debian: apt-get install mesa-vulkan-drivers)".into()))
+                let device = probe.map_err(|_| no_gpu())?;
+                Ok((device, Some(adapter)))
             }
             #[allow(unreachable_patterns)]
             other => Err(TrainError::Invalid(format!(

@@ -15,9 +15,28 @@ pub struct TestScore {
     pub accuracy: f64,
 }
 
+/// How a run's last invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// It trained all its epochs, or early stopping ended it; the test set was scored.
+    #[default]
+    Finished,
+    /// It was stopped on request before its last epoch (Ctrl-C, SIGTERM, the dashboard's
+    /// stop); its complete epochs are checkpointed, nothing was tested, and `--resume`
+    /// continues it.
+    Stopped,
+}
+
 /// The contents of `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResults {
+    /// How the run ended (absent in files written before this field: finished).
+    #[serde(default)]
+    pub status: RunStatus,
+    /// The wgpu adapter the run trained on (name, kind, graphics API); absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
     /// Task.
     pub task: Task,
     /// Model.
@@ -42,10 +61,10 @@ pub struct RunResults {
     pub hidden: usize,
     /// Test images.
     pub test_samples: usize,
-    /// Test accuracy (fraction).
-    pub test_accuracy: f64,
-    /// Test loss.
-    pub test_loss: f64,
+    /// Test accuracy (fraction); `None` for a stopped run.
+    pub test_accuracy: Option<f64>,
+    /// Test loss; `None` for a stopped run.
+    pub test_loss: Option<f64>,
     /// Wall time of this invocation (training, validation, test), seconds.
     pub wall_seconds: f64,
     /// `wall_seconds` per epoch run by this invocation.

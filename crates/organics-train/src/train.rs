@@ -17,23 +17,24 @@ use burn::train::checkpoint::{
 };
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{
-    InferenceStep, Interrupter, Learner, MetricEarlyStoppingStrategy, StoppingCondition,
-    SupervisedTraining, TrainStep,
-};
+use burn::train::{InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep};
 use organics_data::{
     DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
 };
 use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierConfig};
 
-use crate::checkpoint::{AtomicCheckpointer, last_complete_epoch, write_atomic};
+use crate::checkpoint::{
+    AtomicCheckpointer, last_complete_epoch, newest_intact_epoch, write_atomic,
+};
 use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
-use crate::guard::{Divergence, FiniteLossGuard};
+use crate::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
+use crate::lock::RunLock;
 use crate::models::HarnessModel;
 use crate::options::Task;
 use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric, StepOutput};
-use crate::results::{RunResults, TestScore};
+use crate::patience::RunPatience;
+use crate::results::{RunResults, RunStatus, TestScore};
 
 /// Builds the model and batcher of `config` on `device` and evaluates `body` with them
 /// (one generic code path for every task and model).
@@ -76,16 +77,35 @@ macro_rules! with_model {
 }
 
 /// Where a run lives and how to start it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// The artifact directory (config, checkpoints, metrics, results).
     pub artifact_dir: PathBuf,
-    /// Continue from the last complete checkpoint.
+    /// Continue from the newest intact checkpoint.
     pub resume: bool,
-    /// An explicit data folder (else `ORGANICS_DATA_DIR`, the cache, or a download).
+    /// Replace a run already in the artifact directory (its checkpoints, metrics, weights
+    /// and results) instead of refusing to.
+    pub overwrite: bool,
+    /// An explicit data folder (else `ORGANICS_DATA_DIR`, the repository's copy, the cache,
+    /// or a download).
     pub data_dir: Option<PathBuf>,
     /// Force plain-text progress even on a terminal.
     pub plain: bool,
+    /// Train on wgpu even when its only adapter is a software renderer.
+    pub allow_software_gpu: bool,
+    /// Set from elsewhere (a signal handler) to stop the run cleanly after the current step:
+    /// its complete epochs stay checkpointed and [`TrainError::Stopped`] is returned.
+    pub stop: StopRequest,
+}
+
+impl RunOptions {
+    /// Options for a new run in `artifact_dir` (no resume, no overwrite, default data).
+    pub fn new(artifact_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            artifact_dir: artifact_dir.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// File names inside an artifact directory.
@@ -100,6 +120,30 @@ pub mod files {
     pub const PERMUTATION: &str = "permutation.json";
     /// Checkpoint folder.
     pub const CHECKPOINTS: &str = "checkpoint";
+    /// Burn's per-epoch metric logs of the two splits.
+    pub const METRIC_LOGS: [&str; 2] = ["train", "valid"];
+}
+
+/// Removes what a run writes into its artifact directory (not the lock, nor files of others).
+fn remove_run_files(dir: &Path) -> Result<(), TrainError> {
+    for sub in [files::CHECKPOINTS].iter().chain(&files::METRIC_LOGS) {
+        let path = dir.join(sub);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(file_err(&path))?;
+        }
+    }
+    for name in [
+        files::MODEL,
+        files::RESULTS,
+        files::PERMUTATION,
+        files::CONFIG,
+    ] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(file_err(&path))?;
+        }
+    }
+    Ok(())
 }
 
 /// The data of a run: train, valid and test sets and how to batch them.
@@ -149,13 +193,31 @@ pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<
     write_atomic(path, text.as_bytes()).map_err(file_err(path))
 }
 
-/// Checks the artifact directory against `config`; returns the epoch to resume from.
-fn prepare_artifact_dir(
-    config: &TrainConfig,
-    opts: &RunOptions,
-) -> Result<Option<usize>, TrainError> {
+/// Checks the artifact directory against `config`; returns whether a run is resumed (the
+/// epoch is chosen by [`newest_intact_epoch`] once the model exists).
+fn prepare_artifact_dir(config: &TrainConfig, opts: &RunOptions) -> Result<bool, TrainError> {
     let dir = &opts.artifact_dir;
     let checkpoints = dir.join(files::CHECKPOINTS);
+    if opts.overwrite {
+        if opts.resume {
+            return Err(TrainError::Invalid(
+                "--overwrite and --resume exclude each other".into(),
+            ));
+        }
+        remove_run_files(dir)?;
+    }
+    let earlier: Vec<&str> = [files::CHECKPOINTS, files::MODEL, files::RESULTS]
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .collect();
+    if !dir.join(files::CONFIG).exists() && !earlier.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "{} holds files of an earlier run ({}) but no {}; pass --overwrite to replace them, or choose another --artifact-dir",
+            dir.display(),
+            earlier.join(", "),
+            files::CONFIG
+        )));
+    }
     if dir.join(files::CONFIG).exists() {
         let existing = read_config(dir)?;
         if !existing.same_run(config) {
@@ -166,15 +228,20 @@ fn prepare_artifact_dir(
             });
         }
         let last = last_complete_epoch(&checkpoints);
-        if !opts.resume && last.is_some() {
+        if !opts.resume && (last.is_some() || !earlier.is_empty()) {
             return Err(TrainError::Invalid(format!(
-                "{} already holds a run with checkpoints; pass --resume to continue it, or choose another --artifact-dir",
-                dir.display()
+                "{} already holds a run ({}); pass --resume to continue it, --overwrite to replace it, or choose another --artifact-dir",
+                dir.display(),
+                earlier.join(", ")
             )));
         }
         if opts.resume {
             return match last {
-                Some(epoch) => Ok(Some(epoch)),
+                Some(epoch) if epoch >= config.epochs => Err(TrainError::Invalid(format!(
+                    "the run in {} has trained {epoch} epochs already; pass --epochs greater than {epoch} to train it further (cargo xtask eval scores it as it is)",
+                    dir.display()
+                ))),
+                Some(_) => Ok(true),
                 None => Err(TrainError::NoCheckpoint(checkpoints)),
             };
         }
@@ -183,7 +250,7 @@ fn prepare_artifact_dir(
     }
     std::fs::create_dir_all(dir).map_err(file_err(dir))?;
     write_json(&dir.join(files::CONFIG), config)?;
-    Ok(None)
+    Ok(false)
 }
 
 fn describe_difference(a: &TrainConfig, b: &TrainConfig) -> String {
@@ -211,23 +278,30 @@ fn describe_difference(a: &TrainConfig, b: &TrainConfig) -> String {
 /// Trains as `config` says, in `opts.artifact_dir`; returns what `results.json` holds.
 pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, TrainError> {
     config.validate()?;
-    let device = config.backend.device()?;
+    // Held until training returns: a second writer is refused, and the folder is known to be
+    // writable before anything else is done.
+    let _lock = RunLock::acquire(&opts.artifact_dir)?;
+    let (device, adapter) = config.backend.training_device(opts.allow_software_gpu)?;
+    if let Some(adapter) = &adapter {
+        eprintln!("wgpu adapter: {adapter}");
+    }
     let data = load_data(config, opts.data_dir.clone())?;
-    let resume_from = prepare_artifact_dir(config, opts)?;
+    crate::memory::check_fits(config, &data)?;
+    let resume = prepare_artifact_dir(config, opts)?;
     if let PixelOrder::Permuted(perm) = &data.order {
         write_json(&opts.artifact_dir.join(files::PERMUTATION), perm.as_ref())?;
     }
     device.seed(config.seed);
     let ad = device.clone().autodiff();
     let order = data.order.clone();
-    with_model!(config, &ad, order, |model, batcher| fit(
-        model,
-        batcher,
-        config,
-        opts,
-        data,
-        resume_from
-    ))
+    let mut results = with_model!(config, &ad, order, |model, batcher| fit(
+        model, batcher, config, opts, data, resume
+    ))?;
+    if let Some(adapter) = adapter {
+        results.adapter = Some(adapter.to_string());
+        write_json(&opts.artifact_dir.join(files::RESULTS), &results)?;
+    }
+    Ok(results)
 }
 
 /// The sequence classifier of a run.
@@ -251,7 +325,7 @@ fn fit<M, Bt>(
     config: &TrainConfig,
     opts: &RunOptions,
     data: RunData,
-    resume_from: Option<usize>,
+    resume: bool,
 ) -> Result<RunResults, TrainError>
 where
     M: HarnessModel
@@ -271,6 +345,20 @@ where
     let has_probe = model.has_stability_probe();
     let train_samples = data.train.len();
     let iterations_per_epoch = train_samples.div_ceil(config.batch_size);
+    let valid_iterations = data.valid.len().div_ceil(config.batch_size);
+    let checkpoints = dir.join(files::CHECKPOINTS);
+
+    // Resume from the newest checkpoint that loads, fits the model and holds finite weights;
+    // a damaged newer one is passed over with a note (Burn's own loader would panic on it).
+    let resume_from = if resume {
+        let (epoch, notes) = newest_intact_epoch(&model, &checkpoints)?;
+        for note in notes {
+            eprintln!("note: {note}; resuming from epoch {epoch}");
+        }
+        Some(epoch)
+    } else {
+        None
+    };
 
     // Epoch e is shuffled from (seed, e) alone, so a resumed run sees the same batches as an
     // uninterrupted one.
@@ -303,18 +391,27 @@ where
         optimizer = optimizer.with_grad_clipping(GradientClippingConfig::Norm(c as f32).init());
     }
 
-    let checkpoints = dir.join(files::CHECKPOINTS);
     let interrupter = Interrupter::new();
     let divergence: Divergence = Arc::new(Mutex::new(None));
     let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(MaxMetric::grad_norm())
-        .metric_train(FiniteLossGuard::new(
+        .metric_train(FiniteGuard::new(
+            GuardedSplit::Train,
             interrupter.clone(),
             divergence.clone(),
+            opts.stop.clone(),
             first_epoch,
             iterations_per_epoch,
+        ))
+        .metric_valid(FiniteGuard::new(
+            GuardedSplit::Valid,
+            interrupter.clone(),
+            divergence.clone(),
+            opts.stop.clone(),
+            first_epoch,
+            valid_iterations,
         ))
         .with_custom_checkpointers(
             AtomicCheckpointer::new(&checkpoints, "model"),
@@ -325,13 +422,7 @@ where
         .with_application_logger(None)
         .num_epochs(config.epochs);
     if let Some(n_epochs) = config.patience {
-        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
-            &AccuracyMetric::new(),
-            Aggregate::Mean,
-            Direction::Highest,
-            Split::Valid,
-            StoppingCondition::NoImprovementSince { n_epochs },
-        ));
+        training = training.early_stopping(RunPatience::new(dir, n_epochs));
         // Early stopping selects by validation accuracy, so keep that epoch's weights
         // (as well as the last two, for --resume).
         training = training.with_checkpointing_strategy(
@@ -357,16 +448,63 @@ where
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
 
-    if let Some((value, epoch, iteration)) = divergence.lock().ok().and_then(|d| *d) {
+    let kept = |last: Option<usize>| match last {
+        Some(epoch) => format!(
+            "the checkpoint of epoch {epoch} is kept in {}",
+            checkpoints.display()
+        ),
+        None => "no epoch was complete, so no checkpoint exists".into(),
+    };
+    if let Some(point) = divergence.lock().ok().and_then(|d| *d) {
         return Err(TrainError::NonFinite {
-            value,
-            epoch,
-            iteration,
-            checkpoints: checkpoints.display().to_string(),
+            quantity: point.quantity.into(),
+            value: point.value,
+            epoch: point.epoch,
+            iteration: point.iteration,
+            kept: kept(last_complete_epoch(&checkpoints)),
         });
     }
     if let Some(error) = result.error {
         return Err(TrainError::Training(error.to_string()));
+    }
+    let stopped = result
+        .interrupted
+        .as_ref()
+        .map(|i| i.reason.clone().unwrap_or_else(|| "stop requested".into()));
+    let outcome = |status, last_epoch, tested_epoch, test| Outcome {
+        status,
+        last_epoch,
+        resumed_from: resume_from,
+        tested_epoch,
+        test,
+        train_samples,
+        params,
+        test_samples: data.test.len(),
+        wall_seconds: start.elapsed().as_secs_f64(),
+        has_probe,
+    };
+    if let Some(reason) = stopped {
+        // The epoch in progress was not checkpointed (Burn checkpoints only complete epochs),
+        // so nothing mid-epoch is saved as if it were a result.
+        let last = last_complete_epoch(&checkpoints);
+        let results = results_of(
+            config,
+            dir,
+            outcome(RunStatus::Stopped, last.unwrap_or(0), None, None),
+        );
+        write_json(&dir.join(files::RESULTS), &results)?;
+        let how = match last {
+            Some(_) => format!(
+                "{}; continue with the same command and --resume",
+                kept(last)
+            ),
+            None => kept(last),
+        };
+        return Err(TrainError::Stopped {
+            epoch: last.unwrap_or(0) + 1,
+            reason,
+            kept: how,
+        });
     }
     // Early stopping ends `patience` epochs after the best validation accuracy: test the
     // weights of that epoch, as early stopping means (the test set plays no part in it).
@@ -375,6 +513,25 @@ where
         Some(_) => best_valid_weights(result.model, dir, &checkpoints, checkpoint_epochs)?,
         None => (result.model, None),
     };
+    let test = evaluate_model(
+        &trained,
+        &batcher,
+        &data.test,
+        config.batch_size,
+        &device.inner(),
+    )?;
+    if !(test.loss.is_finite() && test.accuracy.is_finite()) {
+        return Err(TrainError::NonFinite {
+            quantity: "test loss".into(),
+            value: test.loss,
+            epoch: tested_epoch.unwrap_or(checkpoint_epochs),
+            iteration: 0,
+            kept: format!(
+                "the weights are not saved as a result; {}",
+                kept(last_complete_epoch(&checkpoints))
+            ),
+        });
+    }
     let model_path = dir.join(files::MODEL);
     let bytes = trained
         .clone()
@@ -386,35 +543,62 @@ where
         })?;
     write_atomic(&model_path, &bytes).map_err(file_err(&model_path))?;
 
-    let test = evaluate_model(
-        &trained,
-        &batcher,
-        &data.test,
-        config.batch_size,
-        &device.inner(),
-    )?;
-    let wall = start.elapsed().as_secs_f64();
     // Early stopping may end the run before `config.epochs`.
     let last_epoch = last_complete_epoch(&checkpoints)
         .unwrap_or(config.epochs)
         .min(config.epochs);
-    let epochs_run = last_epoch.saturating_sub(resume_from.unwrap_or(0)).max(1);
-    let results = RunResults {
+    let results = results_of(
+        config,
+        dir,
+        outcome(
+            RunStatus::Finished,
+            last_epoch,
+            tested_epoch.or(Some(last_epoch)),
+            Some(test),
+        ),
+    );
+    write_json(&dir.join(files::RESULTS), &results)?;
+    Ok(results)
+}
+
+/// How an invocation of a run ended, besides what its metric logs hold.
+struct Outcome {
+    status: RunStatus,
+    last_epoch: usize,
+    resumed_from: Option<usize>,
+    tested_epoch: Option<usize>,
+    test: Option<TestScore>,
+    train_samples: usize,
+    params: usize,
+    test_samples: usize,
+    wall_seconds: f64,
+    has_probe: bool,
+}
+
+/// `results.json` of a run: `o` and the per-epoch metrics logged in `dir`.
+fn results_of(config: &TrainConfig, dir: &Path, o: Outcome) -> RunResults {
+    let last_epoch = o.last_epoch;
+    let epochs_run = last_epoch
+        .saturating_sub(o.resumed_from.unwrap_or(0))
+        .max(1);
+    RunResults {
+        status: o.status,
+        adapter: None,
         task: config.task,
         model: config.model,
         dataset: config.dataset.clone(),
         backend: config.backend,
         epochs: last_epoch,
-        tested_epoch: tested_epoch.or(Some(last_epoch)),
-        resumed_from_epoch: resume_from,
-        train_samples,
-        params,
+        tested_epoch: o.tested_epoch,
+        resumed_from_epoch: o.resumed_from,
+        train_samples: o.train_samples,
+        params: o.params,
         hidden: config.hidden_units(),
-        test_samples: data.test.len(),
-        test_accuracy: test.accuracy,
-        test_loss: test.loss,
-        wall_seconds: wall,
-        seconds_per_epoch: wall / epochs_run as f64,
+        test_samples: o.test_samples,
+        test_accuracy: o.test.map(|t| t.accuracy),
+        test_loss: o.test.map(|t| t.loss),
+        wall_seconds: o.wall_seconds,
+        seconds_per_epoch: o.wall_seconds / epochs_run as f64,
         seed: config.seed,
         permutation_seed: matches!(config.task, Task::Psmnist).then_some(config.permutation_seed),
         // Burn logs accuracy in percent; results use fractions throughout.
@@ -423,18 +607,17 @@ where
             .map(|a| a.map(|v| v / 100.0))
             .collect(),
         train_loss: crate::results::read_epoch_metric(dir, "train", "Loss", last_epoch),
+        // A NaN epoch must show in the maximum, not vanish (f64::max would drop it).
         max_grad_norm: crate::results::read_epoch_max(dir, "train", GRAD_NORM, last_epoch)
             .into_iter()
             .flatten()
-            .reduce(f64::max),
-        max_real_eigenvalue: if has_probe {
+            .reduce(crate::output::nan_max),
+        max_real_eigenvalue: if o.has_probe {
             crate::results::read_epoch_max(dir, "valid", MAX_REAL_EIGENVALUE, last_epoch)
         } else {
             Vec::new()
         },
-    };
-    write_json(&dir.join(files::RESULTS), &results)?;
-    Ok(results)
+    }
 }
 
 /// The weights of the epoch with the best validation accuracy among the checkpoints on
@@ -448,17 +631,13 @@ fn best_valid_weights<M: HarnessModel>(
 ) -> Result<(M, Option<usize>), TrainError> {
     let accuracy = crate::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
     let path = |epoch| crate::checkpoint::checkpoint_path(checkpoints, "model", epoch);
-    let best = accuracy
+    // Among the epochs whose weights are still on disk.
+    let kept: Vec<Option<f64>> = accuracy
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| a.map(|a| (i + 1, a)))
-        .filter(|(e, _)| path(*e).is_file())
-        // the earliest of equal bests, as early stopping counts from it
-        .fold(None, |best: Option<(usize, f64)>, (e, a)| match best {
-            Some((_, b)) if b >= a => best,
-            _ => Some((e, a)),
-        });
-    let Some((epoch, _)) = best else {
+        .map(|(i, a)| a.filter(|_| path(i + 1).is_file()))
+        .collect();
+    let Some(epoch) = crate::patience::best_epoch(&kept) else {
         return Ok((trained, None));
     };
     let model = trained

@@ -19,8 +19,26 @@ fn tiny_training_on_wgpu() {
         .with_train_limit(Some(256))
         .with_valid_limit(Some(64))
         .with_test_limit(Some(64));
-    let results =
-        organics_train::train(&config, &common::opts(dir.path(), false)).expect("trains on wgpu");
+    // CI has only lavapipe, a software adapter: refused by default, accepted when allowed.
+    let adapter = organics_train::gpu::default_adapter().expect("an adapter");
+    if adapter.software {
+        let err = organics_train::train(&config, &common::opts(dir.path(), false))
+            .expect_err("a software adapter is refused");
+        assert!(err.to_string().contains("--allow-software-gpu"), "{err}");
+        assert!(!dir.path().join("config.json").exists());
+    }
+    let opts = organics_train::RunOptions {
+        allow_software_gpu: true,
+        ..common::opts(dir.path(), false)
+    };
+    let results = organics_train::train(&config, &opts).expect("trains on wgpu");
     assert_eq!(results.backend, BackendKind::Wgpu);
-    assert!(results.test_loss.is_finite());
+    assert!(results.test_loss.is_some_and(f64::is_finite));
+    // the adapter is named in results.json
+    assert_eq!(results.adapter, Some(adapter.to_string()));
+    let saved: organics_train::RunResults = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("results.json")).expect("results"),
+    )
+    .expect("json");
+    assert_eq!(saved.adapter, results.adapter);
 }

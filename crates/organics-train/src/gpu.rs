@@ -1,0 +1,78 @@
+//! Which adapter wgpu runs on, found before any GPU work starts.
+//!
+//! cubecl (Burn's wgpu runtime) settles on the first graphics API, in the order Vulkan,
+//! DX12, OpenGL (Metal on macOS), that offers a GPU, or failing that the first that offers
+//! anything, and its default device is that API's first adapter. This module asks wgpu the
+//! same questions, so a run can say which adapter it trains on, refuse a software one
+//! (llvmpipe, lavapipe) unless asked to use it, and report a machine without any adapter as
+//! an error instead of a panic inside cubecl.
+
+/// An adapter as wgpu describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adapter {
+    /// The adapter's name (`"NVIDIA H200"`, `"llvmpipe (LLVM 15.0.6, 256 bits)"`).
+    pub name: String,
+    /// discrete GPU, integrated GPU, virtual GPU, CPU (software), other.
+    pub kind: &'static str,
+    /// The graphics API (Vulkan, Metal, Dx12, Gl).
+    pub api: String,
+    /// Whether it is a CPU rasteriser rather than a GPU.
+    pub software: bool,
+}
+
+impl std::fmt::Display for Adapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.kind, self.api)
+    }
+}
+
+/// The adapter wgpu's default device lands on, or `None` when the machine has none.
+#[cfg(feature = "wgpu")]
+pub fn default_adapter() -> Option<Adapter> {
+    use wgpu::{Backend, DeviceType};
+    let chain: &[Backend] = if cfg!(target_os = "macos") {
+        &[Backend::Metal]
+    } else {
+        &[Backend::Vulkan, Backend::Dx12, Backend::Gl]
+    };
+    let mut software_only = None;
+    for &api in chain {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: api.into(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapters: Vec<wgpu::AdapterInfo> =
+            futures_lite::future::block_on(instance.enumerate_adapters(api.into()))
+                .iter()
+                .map(wgpu::Adapter::get_info)
+                .collect();
+        let Some(first) = adapters.first() else {
+            continue;
+        };
+        let describe = |info: &wgpu::AdapterInfo| Adapter {
+            name: info.name.clone(),
+            kind: match info.device_type {
+                DeviceType::DiscreteGpu => "discrete GPU",
+                DeviceType::IntegratedGpu => "integrated GPU",
+                DeviceType::VirtualGpu => "virtual GPU",
+                DeviceType::Cpu => "CPU (software)",
+                DeviceType::Other => "other",
+            },
+            api: format!("{:?}", info.backend),
+            software: info.device_type == DeviceType::Cpu,
+        };
+        if adapters.iter().any(|a| a.device_type != DeviceType::Cpu) {
+            return Some(describe(first));
+        }
+        if software_only.is_none() {
+            software_only = Some(describe(first));
+        }
+    }
+    software_only
+}
+
+/// Without the wgpu feature there is no adapter.
+#[cfg(not(feature = "wgpu"))]
+pub fn default_adapter() -> Option<Adapter> {
+    None
+}

@@ -1,0 +1,226 @@
+//! The progress table of a folder of runs (`runs/`): one row per run, finished or not,
+//! from each run's own files (config, checkpoints, metric logs, `results.json`, and the
+//! plain progress log `train.log` that `runs/run.sh` keeps for the wall time).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::last_complete_epoch;
+use crate::error::{TrainError, file_err};
+use crate::options::{ModelKind, Task};
+use crate::results::{RunResults, RunStatus};
+use crate::train::{files, read_config};
+
+/// The paper's test accuracy (%) for a sequence run, where the paper reports one.
+pub fn paper_accuracy(
+    task: Task,
+    model: ModelKind,
+    hidden: usize,
+    learned_tau: bool,
+) -> Option<f64> {
+    // docs/MODEL.md §12 (paper Table 2).
+    Some(match (task, model, hidden, learned_tau) {
+        (Task::Smnist, ModelKind::Organics, 64, true) => 97.7,
+        (Task::Psmnist, ModelKind::Organics, 64, true) => 89.9,
+        (Task::Smnist, ModelKind::Organics, 128, true) => 97.8,
+        (Task::Psmnist, ModelKind::Organics, 128, true) => 90.7,
+        (Task::Smnist, ModelKind::Organics, 64, false) => 90.3,
+        (Task::Psmnist, ModelKind::Organics, 64, false) => 80.3,
+        (Task::Smnist, ModelKind::Organics, 128, false) => 94.8,
+        (Task::Psmnist, ModelKind::Organics, 128, false) => 84.8,
+        (Task::Smnist, ModelKind::Lstm, 128, _) => 97.3,
+        (Task::Psmnist, ModelKind::Lstm, 128, _) => 92.6,
+        _ => return None,
+    })
+}
+
+/// One run's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// The run's folder name.
+    pub name: String,
+    /// Task, model, units and time constants, in words.
+    pub what: String,
+    /// Epochs with a complete checkpoint (or trained, once finished).
+    pub epochs: usize,
+    /// The epoch limit of its configuration.
+    pub max_epochs: usize,
+    /// Best validation accuracy so far (%), and its epoch.
+    pub best_valid: Option<(f64, usize)>,
+    /// Test accuracy (%) once finished.
+    pub test: Option<f64>,
+    /// The paper's number (%).
+    pub paper: Option<f64>,
+    /// Largest gradient norm of any logged step.
+    pub max_grad_norm: Option<f64>,
+    /// Wall time of all its invocations (s), and per epoch (s), from `train.log`.
+    pub wall: Option<(f64, f64)>,
+}
+
+/// The rows of every run folder under `root`, sorted by name.
+pub fn run_rows(root: &Path) -> Result<Vec<RunRow>, TrainError> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(file_err(root))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(files::CONFIG).is_file())
+        .collect();
+    dirs.sort();
+    dirs.iter().map(|d| run_row(d)).collect()
+}
+
+fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
+    let config = read_config(dir)?;
+    let results: Option<RunResults> = std::fs::read_to_string(dir.join(files::RESULTS))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let finished = results.as_ref().filter(|r| r.status == RunStatus::Finished);
+    let epochs = match finished {
+        Some(r) => r.epochs,
+        None => last_complete_epoch(&dir.join(files::CHECKPOINTS)).unwrap_or(0),
+    };
+    let valid = crate::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
+    let best_valid = crate::patience::best_epoch(&valid).and_then(|e| Some((valid[e - 1]?, e)));
+    let max_grad_norm =
+        crate::results::read_epoch_max(dir, "train", crate::output::GRAD_NORM, epochs)
+            .into_iter()
+            .flatten()
+            .reduce(crate::output::nan_max);
+    let hidden = config.hidden_units();
+    let tau = if config.learn_time_constants {
+        "learned τ"
+    } else {
+        "fixed τ"
+    };
+    Ok(RunRow {
+        name: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        what: format!("{} {} {hidden}, {tau}", config.task, config.model),
+        epochs,
+        max_epochs: config.epochs,
+        best_valid,
+        test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
+        paper: paper_accuracy(
+            config.task,
+            config.model,
+            hidden,
+            config.learn_time_constants,
+        ),
+        max_grad_norm,
+        wall: wall_time(&dir.join("train.log")),
+    })
+}
+
+/// Total seconds of all invocations in a plain progress log, and seconds per epoch. Each
+/// invocation prints `training epochs A..=B`, then `epoch E/B valid N/N items (S s)` at the
+/// end of each epoch, `S` counting from the invocation's start.
+pub fn wall_time(log: &Path) -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let (mut total, mut last_in_invocation) = (0.0, 0.0);
+    let mut epochs_timed = 0usize;
+    for line in text.lines() {
+        if line.starts_with("training epochs ") {
+            total += last_in_invocation;
+            last_in_invocation = 0.0;
+            continue;
+        }
+        let Some(rest) = line.strip_prefix("epoch ") else {
+            continue;
+        };
+        let mut words = rest.split_whitespace();
+        let (_, split, items) = (words.next(), words.next(), words.next());
+        let complete = items
+            .and_then(|i| i.split_once('/'))
+            .is_some_and(|(a, b)| a == b);
+        if split != Some("valid") || !complete {
+            continue;
+        }
+        let seconds = rest
+            .split_once('(')
+            .and_then(|(_, s)| s.split_once(" s)"))
+            .and_then(|(s, _)| s.parse::<f64>().ok());
+        if let Some(s) = seconds {
+            last_in_invocation = s;
+            epochs_timed += 1;
+        }
+    }
+    total += last_in_invocation;
+    (epochs_timed > 0 && total > 0.0).then(|| (total, total / epochs_timed as f64))
+}
+
+/// `runs/README.md`: what the folder is, how to continue it, and the table of `rows`.
+pub fn runs_readme(rows: &[RunRow]) -> String {
+    format!(
+        "# Runs of the paper's Table 2\n\n\
+         One folder per table row: its `config.json`, its latest complete checkpoints (model, \
+         optimizer, scheduler) and, with early stopping, those of its best validation epoch, \
+         the per-epoch metric logs (`train/`, `valid/`), its progress log `train.log` and, once \
+         finished, `model.bpk` (the weights of the best validation epoch) and `results.json`.\n\n\
+         `bash runs/run.sh` trains the unfinished rows one after another, resuming each from its \
+         checkpoint (the settings are in the script and in docs/RESULTS.md); \
+         `cargo xtask eval --artifact-dir runs/<row>` scores a run's weights on the test set; \
+         `cargo xtask report --out runs/README.md` rewrites this page.\n\n\
+         Test accuracy is shown once a run has finished; while it trains, its best validation \
+         accuracy so far.\n\n{}",
+        runs_table(rows)
+    )
+}
+
+/// The table of `rows` in Markdown.
+pub fn runs_table(rows: &[RunRow]) -> String {
+    let mut out = String::from(
+        "| run | model | epochs | best valid (epoch) | test | paper | largest grad norm | wall time (per epoch) |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}%"));
+    for r in rows {
+        let status = if r.test.is_some() {
+            String::new()
+        } else {
+            " (training)".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} / {}{status} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.what,
+            r.epochs,
+            r.max_epochs,
+            r.best_valid
+                .map_or("–".into(), |(a, e)| format!("{a:.2}% ({e})")),
+            pct(r.test),
+            r.paper.map_or("–".into(), |p| format!("{p}%")),
+            r.max_grad_norm.map_or("–".into(), |g| format!("{g:.2}")),
+            r.wall.map_or("–".into(), |(t, e)| format!(
+                "{:.1} h ({:.0} s)",
+                t / 3600.0,
+                e
+            )),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_time_adds_invocations_and_counts_complete_epochs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("train.log");
+        std::fs::write(
+            &log,
+            "== start\ntraining epochs 1..=300\nepoch 1/300 train 100/100 items (40 s) | x\n\
+             epoch 1/300 valid 3000/3000 items (50 s) | x\nepoch 2/300 valid 300/3000 items (95 s) | x\n\
+             epoch 2/300 valid 3000/3000 items (100 s) | x\n== start\ntraining epochs 3..=300\n\
+             epoch 3/300 valid 3000/3000 items (60 s) | x\n",
+        )
+        .expect("write");
+        let (total, per) = wall_time(&log).expect("timed");
+        assert_eq!(total, 160.0);
+        assert!((per - 160.0 / 3.0).abs() < 1e-9);
+        assert_eq!(wall_time(&dir.path().join("none.log")), None);
+    }
+}

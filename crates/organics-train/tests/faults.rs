@@ -1,0 +1,218 @@
+//! Faults a careful user runs into: each ends with a clear error or the correct result,
+//! never silently wrong, never a panic, and nothing is lost.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use organics_train::checkpoint::{checkpoint_path, last_complete_epoch};
+use organics_train::lock::RunLock;
+use organics_train::{BackendKind, ModelKind, RunStatus, Task, TrainConfig, TrainError};
+
+fn mlp() -> TrainConfig {
+    common::small(Task::Mnist, ModelKind::Mlp, BackendKind::Ndarray)
+}
+
+fn train(config: &TrainConfig, dir: &std::path::Path, resume: bool) -> Result<(), TrainError> {
+    organics_train::train(config, &common::opts(dir, resume)).map(|_| ())
+}
+
+#[test]
+fn a_huge_learning_rate_on_the_fused_static_kernel_is_caught() {
+    // The default static model on flex (fused kernel), at a learning rate that destroys it.
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = common::small(Task::Mnist, ModelKind::Organics, BackendKind::Flex)
+        .with_learning_rate(Some(1e6));
+    let err = train(&config, dir.path(), false).expect_err("must diverge");
+    let text = err.to_string();
+    assert!(matches!(err, TrainError::NonFinite { .. }), "{text}");
+    assert!(
+        text.contains("epoch") && text.contains("iteration"),
+        "{text}"
+    );
+    // nothing is presented as a result
+    assert!(!dir.path().join("model.bpk").exists());
+    assert!(!dir.path().join("results.json").exists());
+    // it says a checkpoint exists only when one does
+    match last_complete_epoch(&dir.path().join("checkpoint")) {
+        Some(epoch) => assert!(text.contains(&format!("epoch {epoch} is kept")), "{text}"),
+        None => assert!(text.contains("no checkpoint exists"), "{text}"),
+    }
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_intact_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    train(&mlp(), dir.path(), false).expect("two epochs");
+    let ck = dir.path().join("checkpoint");
+    assert_eq!(last_complete_epoch(&ck), Some(2));
+    let model2 = checkpoint_path(&ck, "model", 2);
+    let bytes = std::fs::read(&model2).expect("read");
+    std::fs::write(&model2, &bytes[..bytes.len() / 2]).expect("truncate");
+    let resumed = organics_train::train(&mlp().with_epochs(3), &common::opts(dir.path(), true))
+        .expect("resumes from epoch 1");
+    assert_eq!(resumed.resumed_from_epoch, Some(1));
+    assert_eq!(resumed.epochs, 3);
+}
+
+#[test]
+fn garbage_or_foreign_checkpoints_give_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tmp");
+    train(&mlp().with_epochs(1), dir.path(), false).expect("one epoch");
+    let ck = dir.path().join("checkpoint");
+    // a checkpoint of another model (other width) in place of this one's
+    let other = tempfile::tempdir().expect("tmp");
+    train(
+        &mlp().with_epochs(1).with_hidden(Some(7)),
+        other.path(),
+        false,
+    )
+    .expect("other run");
+    std::fs::copy(
+        checkpoint_path(&other.path().join("checkpoint"), "model", 1),
+        checkpoint_path(&ck, "model", 1),
+    )
+    .expect("copy");
+    let err = train(&mlp(), dir.path(), true).expect_err("foreign checkpoint");
+    assert!(err.to_string().contains("no intact checkpoint"), "{err}");
+    // garbage
+    std::fs::write(checkpoint_path(&ck, "model", 1), b"\x00garbage\xff").expect("w");
+    let err = train(&mlp(), dir.path(), true).expect_err("garbage");
+    assert!(err.to_string().contains("does not decode"), "{err}");
+}
+
+#[test]
+fn a_stop_request_keeps_the_complete_epochs_and_resumes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    train(&mlp().with_epochs(1), dir.path(), false).expect("one epoch");
+    let model_of_epoch_1 = std::fs::read(dir.path().join("model.bpk")).expect("model");
+    let opts = common::opts(dir.path(), true);
+    opts.stop.store(true, Ordering::Relaxed);
+    let err = organics_train::train(&mlp().with_epochs(3), &opts).expect_err("stopped");
+    let text = err.to_string();
+    assert!(
+        matches!(err, TrainError::Stopped { epoch: 2, .. }),
+        "{text}"
+    );
+    assert!(text.contains("--resume"), "{text}");
+    assert_eq!(last_complete_epoch(&dir.path().join("checkpoint")), Some(1));
+    assert_eq!(
+        std::fs::read(dir.path().join("model.bpk")).expect("model"),
+        model_of_epoch_1,
+        "no mid-epoch weights saved as a result"
+    );
+    let results: organics_train::RunResults = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("results.json")).expect("results"),
+    )
+    .expect("parses");
+    assert_eq!(results.status, RunStatus::Stopped);
+    assert_eq!(results.epochs, 1);
+    assert_eq!(results.test_accuracy, None);
+    let done = organics_train::train(&mlp().with_epochs(3), &common::opts(dir.path(), true))
+        .expect("resumes");
+    assert_eq!((done.status, done.epochs), (RunStatus::Finished, 3));
+}
+
+#[test]
+fn a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let _held = RunLock::acquire(dir.path()).expect("lock");
+    let err = train(&mlp(), dir.path(), false).expect_err("in use");
+    assert!(matches!(err, TrainError::Locked { .. }), "{err}");
+    assert!(!dir.path().join("config.json").exists());
+}
+
+#[test]
+fn an_earlier_run_without_its_config_is_not_overwritten_silently() {
+    let dir = tempfile::tempdir().expect("tmp");
+    train(&mlp().with_epochs(1), dir.path(), false).expect("one epoch");
+    std::fs::remove_file(dir.path().join("config.json")).expect("rm");
+    let model = std::fs::read(dir.path().join("model.bpk")).expect("model");
+    let err = train(&mlp().with_epochs(1), dir.path(), false).expect_err("refused");
+    assert!(err.to_string().contains("--overwrite"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("model.bpk")).expect("kept"),
+        model
+    );
+    // the same with checkpoints and config present, without --resume
+    let opts = organics_train::RunOptions {
+        overwrite: true,
+        ..common::opts(dir.path(), false)
+    };
+    organics_train::train(&mlp().with_epochs(1).with_seed(7), &opts).expect("overwritten");
+    let err = train(&mlp().with_epochs(1), dir.path(), false).expect_err("refused again");
+    assert!(err.to_string().contains("--overwrite"), "{err}");
+}
+
+#[test]
+fn resuming_a_finished_run_with_fewer_epochs_is_refused_and_keeps_its_results() {
+    let dir = tempfile::tempdir().expect("tmp");
+    train(&mlp(), dir.path(), false).expect("two epochs");
+    let before = std::fs::read(dir.path().join("results.json")).expect("results");
+    let err = train(&mlp().with_epochs(1), dir.path(), true).expect_err("nothing to do");
+    assert!(err.to_string().contains("greater than 2"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("results.json")).expect("results"),
+        before
+    );
+}
+
+#[test]
+fn out_of_range_settings_are_refused_before_anything_is_written() {
+    let cases = [
+        mlp().with_clip(Some(-1.0)),
+        mlp().with_clip(Some(f64::NAN)),
+        mlp().with_lr_gamma(0.0),
+        mlp().with_lr_gamma(f64::NAN),
+        mlp().with_weight_decay(-1.0),
+        mlp().with_weight_decay(f64::NAN),
+        mlp().with_learning_rate(Some(-0.001)),
+        mlp().with_learning_rate(Some(f64::INFINITY)),
+    ];
+    for config in cases {
+        let dir = tempfile::tempdir().expect("tmp");
+        let err = train(&config, dir.path(), false).expect_err("refused");
+        assert!(matches!(err, TrainError::Invalid(_)), "{err}");
+        assert!(!dir.path().join("config.json").exists(), "{err}");
+    }
+}
+
+#[test]
+fn sizes_that_cannot_fit_in_memory_are_refused_up_front() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = common::small(Task::Smnist, ModelKind::Organics, BackendKind::Flex)
+        .with_hidden(Some(100_000));
+    let err = train(&config, dir.path(), false).expect_err("too large");
+    assert!(err.to_string().contains("GB of memory"), "{err}");
+    let config = mlp()
+        .with_model(ModelKind::Organics)
+        .with_layers(vec![300_000]);
+    let err = train(&config, dir.path(), false).expect_err("too large");
+    assert!(err.to_string().contains("GB of memory"), "{err}");
+}
+
+#[test]
+fn an_empty_test_file_is_an_error_not_zero_accuracy() {
+    let data = tempfile::tempdir().expect("tmp");
+    for name in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"] {
+        let gz = std::fs::read(common::data_dir().join(format!("{name}.gz"))).expect("read");
+        std::fs::write(data.path().join(format!("{name}.gz")), gz).expect("write");
+    }
+    let mut images = Vec::new();
+    for x in [2051u32, 0, 28, 28] {
+        images.extend(x.to_be_bytes());
+    }
+    let mut labels = Vec::new();
+    for x in [2049u32, 0] {
+        labels.extend(x.to_be_bytes());
+    }
+    std::fs::write(data.path().join("t10k-images-idx3-ubyte"), images).expect("w");
+    std::fs::write(data.path().join("t10k-labels-idx1-ubyte"), labels).expect("w");
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = organics_train::RunOptions {
+        data_dir: Some(data.path().into()),
+        ..common::opts(dir.path(), false)
+    };
+    let err = organics_train::train(&mlp().with_test_limit(None), &opts).expect_err("empty");
+    assert!(err.to_string().contains("test set is empty"), "{err}");
+}

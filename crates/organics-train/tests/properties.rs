@@ -1,0 +1,110 @@
+//! Property tests of what a run reads back from its folder: `config.json`, `results.json`
+//! and checkpoints, each mutated thousands of times (bytes flipped, cut, inserted). Reading
+//! either succeeds or gives an error; nothing panics.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use organics_train::checkpoint::{checkpoint_path, verify_checkpoint};
+use organics_train::models::StaticMlp;
+use organics_train::train::read_config;
+use organics_train::{BackendKind, ModelKind, RunResults, Task, TrainConfig};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Flip(usize, u8),
+    Cut(usize),
+    Insert(usize, Vec<u8>),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    prop::collection::vec(
+        prop_oneof![
+            (any::<usize>(), 1u8..=255).prop_map(|(i, x)| Edit::Flip(i, x)),
+            any::<usize>().prop_map(Edit::Cut),
+            (any::<usize>(), prop::collection::vec(any::<u8>(), 1..12))
+                .prop_map(|(i, b)| Edit::Insert(i, b)),
+        ],
+        1..5,
+    )
+}
+
+fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        let len = bytes.len().max(1);
+        match e {
+            Edit::Flip(i, x) => {
+                if !bytes.is_empty() {
+                    bytes[i % len] ^= x;
+                }
+            }
+            Edit::Cut(i) => bytes.truncate(i % len),
+            Edit::Insert(i, b) => {
+                let at = i % (bytes.len() + 1);
+                bytes.splice(at..at, b.iter().copied());
+            }
+        }
+    }
+    bytes
+}
+
+/// A finished one-epoch MLP run, trained once for all cases.
+fn finished_run() -> &'static std::path::Path {
+    static RUN: OnceLock<tempfile::TempDir> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = common::small(Task::Mnist, ModelKind::Mlp, BackendKind::Ndarray)
+            .with_epochs(1)
+            .with_hidden(Some(8));
+        organics_train::train(&config, &common::opts(dir.path(), false)).expect("trains");
+        dir
+    })
+    .path()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_config_files_never_panic(e in edits()) {
+        let text = serde_json::to_vec(&TrainConfig::new()).expect("json");
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("config.json"), apply(text, &e)).expect("write");
+        if let Ok(config) = read_config(dir.path()) {
+            // whatever parsed is checked before use
+            let _ = config.validate();
+        }
+    }
+
+    #[test]
+    fn mutated_results_files_never_panic(e in edits()) {
+        let text = std::fs::read(finished_run().join("results.json")).expect("results");
+        let _ = serde_json::from_slice::<RunResults>(&apply(text, &e));
+    }
+}
+
+proptest! {
+    // Each case decodes and loads a model record: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_checkpoints_are_verified_without_panicking(
+        part in prop_oneof![Just("model"), Just("optim"), Just("scheduler")],
+        e in edits(),
+    ) {
+        let run = finished_run();
+        let dir = tempfile::tempdir().expect("tmp");
+        for name in ["model", "optim", "scheduler"] {
+            let from = checkpoint_path(&run.join("checkpoint"), name, 1);
+            let bytes = std::fs::read(from).expect("checkpoint");
+            let bytes = if name == part { apply(bytes, &e) } else { bytes };
+            std::fs::write(checkpoint_path(dir.path(), name, 1), bytes).expect("write");
+        }
+        #[allow(deprecated)] // ndarray stays supported, and it is what the run trained on
+        let device = burn::prelude::Device::ndarray();
+        let model = StaticMlp::new(784, 8, 10, &device);
+        let _ = verify_checkpoint(&model, dir.path(), 1);
+    }
+}
