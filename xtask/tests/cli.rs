@@ -420,7 +420,7 @@ fn sigint_stops_a_run_cleanly_and_it_resumes() {
     .expect("json");
     assert_eq!(results["status"], "stopped");
     let stopped_at = results["epochs"].as_u64().expect("epochs");
-    assert!(stopped_at >= 1 && stopped_at < 400);
+    assert!((1..400).contains(&stopped_at));
     // the lock went with the process: resuming is accepted and finishes the run
     let mut resume: Vec<&str> = args.to_vec();
     let more = (stopped_at + 1).to_string();

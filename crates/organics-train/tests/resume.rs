@@ -109,7 +109,7 @@ fn weights(path: &std::path::Path) -> Vec<u32> {
             let values = param
                 .val()
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .expect("f32 weights");
             self.0.extend(values.iter().map(|v| v.to_bits()));
         }
