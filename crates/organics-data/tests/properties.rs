@@ -5,8 +5,11 @@
 use std::io::Write;
 use std::path::Path;
 
+use mutate::{apply, edits};
 use organics_data::idx::{PIXELS, parse_images, parse_labels, read_images, read_labels};
 use proptest::prelude::*;
+
+mod mutate;
 
 fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
     let mut v = magic.to_be_bytes().to_vec();
@@ -26,45 +29,6 @@ fn valid_labels(n: u32) -> Vec<u8> {
     let mut v = header(2049, &[n]);
     v.extend((0..n as usize).map(|i| (i % 10) as u8));
     v
-}
-
-/// One edit of a byte string.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Cut(usize),
-    Insert(usize, Vec<u8>),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    prop::collection::vec(
-        prop_oneof![
-            (any::<usize>(), 1u8..=255).prop_map(|(i, x)| Edit::Flip(i, x)),
-            any::<usize>().prop_map(Edit::Cut),
-            (any::<usize>(), prop::collection::vec(any::<u8>(), 1..16))
-                .prop_map(|(i, b)| Edit::Insert(i, b)),
-        ],
-        1..6,
-    )
-}
-
-fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        let len = bytes.len().max(1);
-        match e {
-            Edit::Flip(i, x) => {
-                if !bytes.is_empty() {
-                    bytes[i % len] ^= x;
-                }
-            }
-            Edit::Cut(i) => bytes.truncate(i % len),
-            Edit::Insert(i, b) => {
-                let at = i % (bytes.len() + 1);
-                bytes.splice(at..at, b.iter().copied());
-            }
-        }
-    }
-    bytes
 }
 
 fn gz(bytes: &[u8]) -> Vec<u8> {

@@ -3,52 +3,17 @@
 //! either succeeds or gives an error; nothing panics.
 
 mod common;
+#[path = "../../organics-data/tests/mutate/mod.rs"]
+mod mutate;
 
 use std::sync::OnceLock;
 
+use mutate::{apply, edits};
 use organics_train::checkpoint::{checkpoint_path, verify_checkpoint};
 use organics_train::models::StaticMlp;
 use organics_train::train::read_config;
 use organics_train::{BackendKind, ModelKind, RunResults, Task, TrainConfig};
 use proptest::prelude::*;
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(usize, u8),
-    Cut(usize),
-    Insert(usize, Vec<u8>),
-}
-
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    prop::collection::vec(
-        prop_oneof![
-            (any::<usize>(), 1u8..=255).prop_map(|(i, x)| Edit::Flip(i, x)),
-            any::<usize>().prop_map(Edit::Cut),
-            (any::<usize>(), prop::collection::vec(any::<u8>(), 1..12))
-                .prop_map(|(i, b)| Edit::Insert(i, b)),
-        ],
-        1..5,
-    )
-}
-
-fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
-    for e in edits {
-        let len = bytes.len().max(1);
-        match e {
-            Edit::Flip(i, x) => {
-                if !bytes.is_empty() {
-                    bytes[i % len] ^= x;
-                }
-            }
-            Edit::Cut(i) => bytes.truncate(i % len),
-            Edit::Insert(i, b) => {
-                let at = i % (bytes.len() + 1);
-                bytes.splice(at..at, b.iter().copied());
-            }
-        }
-    }
-    bytes
-}
 
 /// A finished one-epoch MLP run, trained once for all cases.
 fn finished_run() -> &'static std::path::Path {
