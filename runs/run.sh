@@ -44,6 +44,14 @@ for row in "${ROWS[@]}"; do
   # ended has none, and nothing of it is worth keeping.
   resume="--overwrite"
   compgen -G "$dir/checkpoint/scheduler-*.bpk" >/dev/null && resume="--resume"
+  if [ "$resume" = "--resume" ]; then
+    # The metric logs of an epoch that was interrupted (it has no checkpoint) would mix with
+    # those of its rerun: drop them.
+    last=$(ls "$dir"/checkpoint/scheduler-*.bpk | sed 's/.*scheduler-\([0-9]*\)\.bpk/\1/' | sort -n | tail -1)
+    for log in "$dir"/train/epoch-* "$dir"/valid/epoch-*; do
+      [ -d "$log" ] && [ "${log##*epoch-}" -gt "$last" ] && rm -rf "$log"
+    done
+  fi
   mkdir -p "$dir"
   echo "== $(date -u +%FT%TZ) $name: start ($resume)" | tee -a "$dir/train.log"
   # shellcheck disable=SC2086
