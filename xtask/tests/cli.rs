@@ -429,3 +429,84 @@ fn sigint_stops_a_run_cleanly_and_it_resumes() {
     let (code, err) = xtask(&resume);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Under Burn's terminal dashboard (a real terminal: util-linux `script` gives the run a
+/// pseudo-terminal and forwards our bytes to it as key presses), Ctrl-C and the dashboard's
+/// own stop (q, then s) each stop the run as a signal does: status 130, the stop recorded in
+/// results.json, no weights of the interrupted epoch saved as a result.
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_and_the_stop_key_under_the_dashboard_stop_the_run_cleanly() {
+    use std::io::Write;
+    for (what, keys) in [("ctrl-c", &[&b"\x03"[..]][..]), ("q s", &[b"q", b"s"])] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let art = tmp.path().join("run");
+        let command = format!(
+            "stty cols 120 rows 40; exec '{}' train --model mlp --epochs 400 --valid-limit 32 \
+             --test-limit 32 --data-dir '{}' --artifact-dir '{}'",
+            env!("CARGO_BIN_EXE_xtask"),
+            shipped(),
+            art.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-f", "-e", "-c", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("util-linux script runs");
+        // The dashboard redraws constantly: read the screen as it comes, or a full pipe
+        // would block the dashboard, and with it the keys it reads.
+        let mut out = child.stdout.take().expect("out");
+        let reader = std::thread::spawn(move || {
+            let mut screen = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut out, &mut screen);
+            String::from_utf8_lossy(&screen).into_owned()
+        });
+        let checkpoints = art.join("checkpoint");
+        let started = std::time::Instant::now();
+        while organics_train::checkpoint::last_complete_epoch(&checkpoints).is_none() {
+            assert!(
+                started.elapsed().as_secs() < 300,
+                "{what}: no epoch completed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut stdin = child.stdin.take().expect("stdin");
+        for key in keys {
+            stdin.write_all(key).expect("key");
+            stdin.flush().expect("flush");
+            // the dashboard reads keys between steps; give it time to open its menu
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+        }
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if started.elapsed().as_secs() > 120 {
+                let _ = child.kill();
+                panic!("{what}: the run did not stop");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        drop(stdin);
+        let screen = reader.join().expect("screen");
+        assert_eq!(status.code(), Some(130), "{what}: {screen}");
+        assert!(
+            screen.contains("stopped during epoch") && screen.contains("--resume"),
+            "{what}: {screen}"
+        );
+        let results: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(art.join("results.json")).expect("results"),
+        )
+        .expect("json");
+        assert_eq!(results["status"], "stopped", "{what}");
+        assert!(results["test_accuracy"].is_null(), "{what}");
+        assert!(
+            !art.join("model.bpk").exists(),
+            "{what}: no mid-epoch weights"
+        );
+    }
+}

@@ -182,8 +182,12 @@ impl Mnist {
     /// has exactly the other split's standard size (MNIST and Fashion-MNIST: 60,000 and
     /// 10,000), the mark of one file copied over the other. Smaller custom sets pass.
     pub fn load(source: &DataSource) -> Result<Self, DataError> {
-        let files = source.locate()?;
-        let data = Self::from_files(&files)?;
+        Self::load_files(&source.locate()?)
+    }
+
+    /// [`Mnist::from_files`] with [`Mnist::load`]'s check of each file's role.
+    pub fn load_files(files: &DataFiles) -> Result<Self, DataError> {
+        let data = Self::from_files(files)?;
         let checks = [
             (
                 &files.train_images,
@@ -201,7 +205,7 @@ impl Mnist {
             ),
         ];
         for (path, count, role, other_size, other) in checks {
-            if count == other_size && TRAIN_SIZE != TEST_SIZE {
+            if count == other_size {
                 return Err(DataError::WrongRole {
                     path: path.clone(),
                     count,

@@ -20,4 +20,4 @@ pub use dataset::{DigitItem, ImageSet, Mnist, TEST_SIZE, TRAIN_SIZE, VALID_SIZE}
 pub use error::DataError;
 pub use loader::EpochLoader;
 pub use permutation::pixel_permutation;
-pub use source::{DATA_DIR_ENV, DataFiles, DataSource, DatasetName};
+pub use source::{DATA_DIR_ENV, DataFiles, DataSource, DatasetName, Unrecognised};

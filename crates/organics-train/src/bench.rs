@@ -121,7 +121,6 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     };
     let host_adam = opts.backend.is_cpu() && !opts.burn_adam;
     let (device, adapter) = opts.backend.training_device(opts.allow_software_gpu)?;
-    device.seed(0);
     let ad = device.clone().autodiff();
     // Random pixels; a sequence batch is cut to `seq` steps below.
     let items: Vec<DigitItem> = (0..opts.batch)
@@ -137,21 +136,22 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     } else {
         784
     };
-    let (times, gradients) = with_model!(&config, &ad, PixelOrder::ScanLine, |model, batcher| {
-        let model = model.with_gradients(gradients);
-        let used = model.effective_gradients();
-        let optim = if host_adam {
-            HostAdam::new(Some(1e-5), true).init()
-        } else {
-            AdamConfig::new()
-                .with_weight_decay(Some(WeightDecayConfig::new(1e-5)))
-                .init()
-        };
-        (
-            time_steps(model, optim, &batcher, items, &ad, opts.steps, seq_len)?,
-            used,
-        )
-    });
+    let (times, gradients) =
+        with_model!(&config, &ad, 0, PixelOrder::ScanLine, |model, batcher| {
+            let model = model.with_gradients(gradients);
+            let used = model.effective_gradients();
+            let optim = if host_adam {
+                HostAdam::new(Some(1e-5), true).init()
+            } else {
+                AdamConfig::new()
+                    .with_weight_decay(Some(WeightDecayConfig::new(1e-5)))
+                    .init()
+            };
+            (
+                time_steps(model, optim, &batcher, items, &ad, opts.steps, seq_len)?,
+                used,
+            )
+        });
     let sec = times.iter().sum::<f64>() / times.len() as f64;
     let mut sorted = times;
     sorted.sort_by(f64::total_cmp);

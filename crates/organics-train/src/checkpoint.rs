@@ -13,6 +13,8 @@ use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
 
+use crate::metric_log::WriteFailure;
+
 /// The three records of one epoch's checkpoint.
 pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];
 
@@ -21,6 +23,7 @@ pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];
 pub struct AtomicCheckpointer {
     dir: PathBuf,
     name: &'static str,
+    report: Option<WriteFailure>,
 }
 
 impl AtomicCheckpointer {
@@ -29,7 +32,15 @@ impl AtomicCheckpointer {
         Self {
             dir: dir.to_path_buf(),
             name,
+            report: None,
         }
+    }
+
+    /// Also records a failed write in `failure` and stops the run at once: Burn reports a
+    /// checkpoint error only when training ends, an epoch or more later.
+    pub fn reporting_to(mut self, failure: WriteFailure) -> Self {
+        self.report = Some(failure);
+        self
     }
 
     fn path(&self, epoch: usize) -> PathBuf {
@@ -68,7 +79,13 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
         let bytes = record
             .checkpoint_into_bytes()
             .map_err(CheckpointerError::Record)?;
-        write_atomic(&self.path(epoch), &bytes).map_err(CheckpointerError::IOError)
+        let path = self.path(epoch);
+        write_atomic(&path, &bytes).map_err(|e| {
+            if let Some(failure) = &self.report {
+                failure.record(&path, &e);
+            }
+            CheckpointerError::IOError(e)
+        })
     }
 
     fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {

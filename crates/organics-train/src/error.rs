@@ -61,6 +61,17 @@ pub enum TrainError {
         /// Who holds it, as far as known.
         holder: String,
     },
+    /// A write during training failed (a full disk, a read-only folder, a file size limit);
+    /// the run stopped at once.
+    #[error("could not write {path}: {message}; training stopped; {kept}")]
+    WriteFailed {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's message.
+        message: String,
+        /// What is kept: the last complete checkpoint, or that none exists.
+        kept: String,
+    },
     /// Nothing to resume from or evaluate.
     #[error("no complete checkpoint in {0}")]
     NoCheckpoint(PathBuf),

@@ -123,7 +123,7 @@ pub fn evaluate(
     let data = load_data(&config, data_dir)?;
     check_permutation(dir, &config, &data.order)?;
     let order = data.order.clone();
-    let score = with_model!(&config, &device, order, |model, batcher| {
+    let score = with_model!(&config, &device, config.seed, order, |model, batcher| {
         let model = load_weights(model, &run)?;
         crate::train::evaluate_model(&model, &batcher, &data.test, config.batch_size, &device)?
     });

@@ -17,6 +17,7 @@ pub mod gpu;
 pub mod guard;
 pub mod lock;
 pub mod memory;
+pub mod metric_log;
 pub mod models;
 pub mod optimizer;
 pub mod options;

@@ -144,12 +144,14 @@ impl BackendKind {
     /// The device to train or benchmark on, and on wgpu the adapter it runs on. A software
     /// adapter (llvmpipe, lavapipe: the CPU pretending to be a GPU, many times slower than
     /// `flex`) is refused unless `allow_software_gpu`.
-    #[allow(deprecated)] // ndarray is deprecated in burn 0.22 and kept as a second CPU backend
+    // ndarray is deprecated in burn 0.22 and kept as a second CPU backend; only the wgpu
+    // backend has adapters to choose from.
+    #[allow(deprecated)]
+    #[cfg_attr(not(feature = "wgpu"), allow(unused_variables))]
     pub fn training_device(
         self,
         allow_software_gpu: bool,
     ) -> Result<(Device, Option<crate::gpu::Adapter>), TrainError> {
-        let _ = allow_software_gpu;
         match self {
             #[cfg(feature = "flex")]
             BackendKind::Flex => Ok((Device::flex(), None)),

@@ -26,6 +26,13 @@ impl RunPatience {
             patience,
         }
     }
+
+    /// Whether early stopping ends the run after `epoch`: its best validation accuracy so far
+    /// is `patience` or more epochs old.
+    pub fn fires_after(&self, epoch: usize) -> bool {
+        let accuracy = read_epoch_metric(&self.dir, "valid", "Accuracy", epoch);
+        best_epoch(&accuracy).is_some_and(|best| epoch - best >= self.patience)
+    }
 }
 
 /// The earliest epoch (1-based) with the highest value, as early stopping counts from it.
@@ -43,8 +50,7 @@ pub fn best_epoch(values: &[Option<f64>]) -> Option<usize> {
 
 impl EarlyStoppingStrategy for RunPatience {
     fn should_stop(&mut self, epoch: usize, _store: &EventStoreClient) -> bool {
-        let accuracy = read_epoch_metric(&self.dir, "valid", "Accuracy", epoch);
-        best_epoch(&accuracy).is_some_and(|best| epoch - best >= self.patience)
+        self.fires_after(epoch)
     }
 }
 

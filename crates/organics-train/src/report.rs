@@ -206,6 +206,47 @@ pub fn runs_table(rows: &[RunRow]) -> String {
 mod tests {
     use super::*;
 
+    /// The numbers above are a copy of Table 2 in docs/MODEL.md §12: they must not drift.
+    #[test]
+    fn paper_numbers_match_the_model_notes() {
+        let notes = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/MODEL.md"),
+        )
+        .expect("docs/MODEL.md");
+        let table = &notes[notes.find("**Table 2").expect("Table 2 in §12")..];
+        let mut rows = 0;
+        for line in table
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("**Other"))
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | model | sMNIST | psMNIST | units | parameters |
+            let [_, model, smnist, psmnist, units, _, _] = cells[..] else {
+                continue;
+            };
+            let Ok(units) = units.parse::<usize>() else {
+                continue;
+            };
+            let (kind, learned) = match model {
+                m if m.starts_with("ORGaNICs, fixed") => (ModelKind::Organics, false),
+                m if m.starts_with("ORGaNICs") => (ModelKind::Organics, true),
+                m if m.starts_with("LSTM") => (ModelKind::Lstm, true),
+                other => panic!("unknown row {other}"),
+            };
+            for (task, cell) in [(Task::Smnist, smnist), (Task::Psmnist, psmnist)] {
+                let value: f64 = cell.trim_end_matches('%').parse().expect("a percentage");
+                assert_eq!(
+                    paper_accuracy(task, kind, units, learned),
+                    Some(value),
+                    "{line}"
+                );
+            }
+            rows += 1;
+        }
+        assert_eq!(rows, 5, "every row of Table 2 compared");
+    }
+
     #[test]
     fn wall_time_adds_invocations_and_counts_complete_epochs() {
         let dir = tempfile::tempdir().expect("tmp");

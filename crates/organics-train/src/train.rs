@@ -30,6 +30,7 @@ use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
 use crate::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
 use crate::lock::RunLock;
+use crate::metric_log::{MetricFiles, WriteFailure};
 use crate::models::HarnessModel;
 use crate::options::Task;
 use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric, StepOutput};
@@ -40,40 +41,77 @@ use crate::results::{RunResults, RunStatus, TestScore};
 /// (one generic code path for every task and model).
 #[macro_export]
 macro_rules! with_model {
-    ($config:expr, $device:expr, $order:expr, |$model:ident, $batcher:ident| $body:expr) => {{
+    ($config:expr, $device:expr, $seed:expr, $order:expr, |$model:ident, $batcher:ident| $body:expr) => {{
         use organics_data::{SequenceBatcher, StaticBatcher};
         use $crate::models::{SeqLstm, SeqOrganics, StaticMlp, StaticOrganics};
         use $crate::options::{ModelKind, Task};
+        use $crate::train::seeded_init;
         let config: &$crate::config::TrainConfig = $config;
+        let seed: u64 = $seed;
         match (config.task, config.model) {
             (Task::Mnist, ModelKind::Mlp) => {
-                let $model = StaticMlp::new(784, config.hidden_units(), 10, $device);
+                let $model = seeded_init($device, seed, || {
+                    StaticMlp::new(784, config.hidden_units(), 10, $device)
+                });
                 let $batcher = StaticBatcher;
                 $body
             }
             (Task::Mnist, _) => {
-                let $model = StaticOrganics::new(
-                    $crate::train::static_config(config).init($device),
-                    $crate::options::GradientPath::for_static(config.backend),
-                );
+                let $model = seeded_init($device, seed, || {
+                    StaticOrganics::new(
+                        $crate::train::static_config(config).init($device),
+                        $crate::options::GradientPath::for_static(config.backend),
+                    )
+                });
                 let $batcher = StaticBatcher;
                 $body
             }
             (_, ModelKind::Lstm) => {
-                let $model = SeqLstm::new(1, config.hidden_units(), 10, $device);
+                let $model = seeded_init($device, seed, || {
+                    SeqLstm::new(1, config.hidden_units(), 10, $device)
+                });
                 let $batcher = SequenceBatcher { order: $order };
                 $body
             }
             _ => {
-                let $model = SeqOrganics {
+                let $model = seeded_init($device, seed, || SeqOrganics {
                     inner: $crate::train::seq_config(config).init($device),
                     gradients: $crate::options::GradientPath::for_backend(config.backend),
-                };
+                });
                 let $batcher = SequenceBatcher { order: $order };
                 $body
             }
         }
     }};
+}
+
+/// Burn keeps a backend's random generator per process (ndarray's is one global), so two
+/// runs initialising their models at the same time in one process, as tests and embedding
+/// programs do, would draw from each other's stream. Seeding and initialising under one lock
+/// makes a run's initial weights a function of its seed alone. The lock guards Burn's global
+/// state, not any of ours, and is held only while the parameters are drawn.
+static SEEDED_INIT: Mutex<()> = Mutex::new(());
+
+/// Builds a model with the backend's generator seeded by `seed`, with no other seeded draw in
+/// between (see [`SEEDED_INIT`]). Burn's own layers (`Linear`, `Lstm`) draw their parameters
+/// lazily, on first use, so every parameter is drawn here, before the lock is released.
+pub fn seeded_init<M: Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -> M {
+    struct Draw;
+    impl burn::module::ModuleVisitor for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            // `val` runs a lazy parameter's initialiser once; clones share the result.
+            let _ = param.val();
+        }
+    }
+    // A panic while another run held the lock leaves nothing half-written that matters here:
+    // the next run reseeds before drawing.
+    let _guard = SEEDED_INIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    device.seed(seed);
+    let model = init();
+    model.visit(&mut Draw);
+    model
 }
 
 /// Where a run lives and how to start it.
@@ -161,7 +199,12 @@ pub struct RunData {
 /// Loads the data set and makes the seeded split, limits and pixel order of `config`.
 pub fn load_data(config: &TrainConfig, data_dir: Option<PathBuf>) -> Result<RunData, TrainError> {
     let name: DatasetName = config.dataset.parse()?;
-    let data = Mnist::load(&DataSource::new(name).with_data_dir(data_dir))?;
+    let source = DataSource::new(name).with_data_dir(data_dir);
+    let files = source.locate()?;
+    for file in source.unrecognised(&files) {
+        eprintln!("warning: {file}");
+    }
+    let data = Mnist::load_files(&files)?;
     let (train, valid) = data.train.split(config.valid_size, config.seed)?;
     let order = match config.task {
         Task::Psmnist => PixelOrder::Permuted(Arc::new(pixel_permutation(config.permutation_seed))),
@@ -291,10 +334,9 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
     if let PixelOrder::Permuted(perm) = &data.order {
         write_json(&opts.artifact_dir.join(files::PERMUTATION), perm.as_ref())?;
     }
-    device.seed(config.seed);
     let ad = device.clone().autodiff();
     let order = data.order.clone();
-    let mut results = with_model!(config, &ad, order, |model, batcher| fit(
+    let mut results = with_model!(config, &ad, config.seed, order, |model, batcher| fit(
         model, batcher, config, opts, data, resume
     ))?;
     if let Some(adapter) = adapter {
@@ -393,30 +435,28 @@ where
 
     let interrupter = Interrupter::new();
     let divergence: Divergence = Arc::new(Mutex::new(None));
+    let failure = WriteFailure::new(interrupter.clone());
+    let guard = |split, iterations| {
+        FiniteGuard::new(
+            split,
+            interrupter.clone(),
+            divergence.clone(),
+            opts.stop.clone(),
+            first_epoch,
+            iterations,
+        )
+    };
     let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(MaxMetric::grad_norm())
-        .metric_train(FiniteGuard::new(
-            GuardedSplit::Train,
-            interrupter.clone(),
-            divergence.clone(),
-            opts.stop.clone(),
-            first_epoch,
-            iterations_per_epoch,
-        ))
-        .metric_valid(FiniteGuard::new(
-            GuardedSplit::Valid,
-            interrupter.clone(),
-            divergence.clone(),
-            opts.stop.clone(),
-            first_epoch,
-            valid_iterations,
-        ))
+        .metric_train(guard(GuardedSplit::Train, iterations_per_epoch))
+        .metric_valid(guard(GuardedSplit::Valid, valid_iterations))
+        .with_metric_logger(MetricFiles::new(dir, failure.clone()))
         .with_custom_checkpointers(
-            AtomicCheckpointer::new(&checkpoints, "model"),
-            AtomicCheckpointer::new(&checkpoints, "optim"),
-            AtomicCheckpointer::new(&checkpoints, "scheduler"),
+            AtomicCheckpointer::new(&checkpoints, "model").reporting_to(failure.clone()),
+            AtomicCheckpointer::new(&checkpoints, "optim").reporting_to(failure.clone()),
+            AtomicCheckpointer::new(&checkpoints, "scheduler").reporting_to(failure.clone()),
         )
         .with_interrupter(interrupter)
         .with_application_logger(None)
@@ -455,6 +495,13 @@ where
         ),
         None => "no epoch was complete, so no checkpoint exists".into(),
     };
+    if let Some((path, message)) = failure.get() {
+        return Err(TrainError::WriteFailed {
+            path,
+            message,
+            kept: kept(last_complete_epoch(&checkpoints)),
+        });
+    }
     if let Some(point) = divergence.lock().ok().and_then(|d| *d) {
         return Err(TrainError::NonFinite {
             quantity: point.quantity.into(),
@@ -467,10 +514,21 @@ where
     if let Some(error) = result.error {
         return Err(TrainError::Training(error.to_string()));
     }
-    let stopped = result
-        .interrupted
-        .as_ref()
-        .map(|i| i.reason.clone().unwrap_or_else(|| "stop requested".into()));
+    // A run that ended before its last epoch without early stopping was stopped. This is
+    // judged from the checkpoints (all written once `launch` returns) rather than from
+    // `result.interrupted`, which Burn's terminal dashboard empties when training ends, so a
+    // stop there (its stop key, or Ctrl-C through `opts.stop`) would pass for a finished run.
+    let completed = last_complete_epoch(&checkpoints).unwrap_or(0);
+    let early_stopped = config
+        .patience
+        .is_some_and(|p| RunPatience::new(dir, p).fires_after(completed));
+    let stopped = (completed < config.epochs && !early_stopped).then(|| {
+        result
+            .interrupted
+            .as_ref()
+            .and_then(|i| i.reason.clone())
+            .unwrap_or_else(|| "stop requested".into())
+    });
     let outcome = |status, last_epoch, tested_epoch, test| Outcome {
         status,
         last_epoch,

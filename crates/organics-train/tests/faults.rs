@@ -216,3 +216,79 @@ fn an_empty_test_file_is_an_error_not_zero_accuracy() {
     let err = organics_train::train(&mlp().with_test_limit(None), &opts).expect_err("empty");
     assert!(err.to_string().contains("test set is empty"), "{err}");
 }
+
+/// Every temporary file left under `dir`.
+fn temporary_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "tmp") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// A full disk, for real and without privileges: `/dev/full` accepts the open and fails
+/// every write with ENOSPC, so a file linked to it is a file on a full disk.
+#[cfg(target_os = "linux")]
+fn on_a_full_disk(path: &std::path::Path) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/full", path).expect("symlink");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_under_the_metric_logs_stops_the_run_with_an_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    train(&mlp().with_epochs(1), dir.path(), false).expect("one epoch");
+    let full = dir.path().join("train").join("epoch-2").join("Loss.log");
+    on_a_full_disk(&full);
+    let err = train(&mlp().with_epochs(3), dir.path(), true).expect_err("disk full");
+    let text = err.to_string();
+    assert!(matches!(err, TrainError::WriteFailed { .. }), "{text}");
+    assert!(text.contains(&full.display().to_string()), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(text.contains("epoch 1 is kept"), "{text}");
+    // stopped at once: epoch 2 never completed, nothing of it is presented as a result
+    assert_eq!(last_complete_epoch(&dir.path().join("checkpoint")), Some(1));
+    assert!(temporary_files(dir.path()).is_empty());
+    // once there is room again the run resumes from epoch 1
+    std::fs::remove_file(&full).expect("rm link");
+    let done = organics_train::train(&mlp().with_epochs(3), &common::opts(dir.path(), true))
+        .expect("resumes");
+    assert_eq!((done.resumed_from_epoch, done.epochs), (Some(1), 3));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_under_a_checkpoint_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    train(&mlp().with_epochs(1), dir.path(), false).expect("one epoch");
+    let ck = dir.path().join("checkpoint");
+    // the optimizer record of epoch 2 is written through <name>.tmp, then renamed
+    on_a_full_disk(&ck.join("optim-2.bpk.tmp"));
+    let err = train(&mlp().with_epochs(3), dir.path(), true).expect_err("disk full");
+    let text = err.to_string();
+    assert!(matches!(err, TrainError::WriteFailed { .. }), "{text}");
+    assert!(
+        text.contains(&checkpoint_path(&ck, "optim", 2).display().to_string()),
+        "{text}"
+    );
+    // Burn writes checkpoints in the background, so epoch 3 may have run (and been
+    // checkpointed) before the failure stopped the run; either way the message names the
+    // newest complete epoch, and epoch 2, whose optimizer record is missing, is not one.
+    let kept = last_complete_epoch(&ck).expect("a complete epoch");
+    assert!(kept == 1 || kept == 3, "{kept}");
+    assert!(text.contains(&format!("epoch {kept} is kept")), "{text}");
+    assert!(!organics_train::checkpoint::complete_epochs(&ck).contains(&2));
+    assert!(
+        temporary_files(dir.path()).is_empty(),
+        "the link is removed"
+    );
+}
