@@ -45,7 +45,8 @@ enum Command {
         /// The folder holding one run folder per row.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
-        /// Also write the table, with a short description, to this Markdown file.
+        /// Also write the table, with a short description, to this Markdown file, and the
+        /// validation curves of each task (`<task>-validation.svg`) beside it.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -168,48 +169,53 @@ fn parse<T: std::str::FromStr<Err = TrainError>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: TrainError| e.to_string())
 }
 
+/// The training defaults: the flags below show and use [`TrainConfig`]'s, their one home.
+fn defaults() -> TrainConfig {
+    TrainConfig::new()
+}
+
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 struct TrainArgs {
     /// Task: mnist (static images), smnist (pixel sequences), psmnist (permuted pixel sequences).
-    #[arg(long, default_value = "mnist", value_parser = parse::<Task>)]
+    #[arg(long, default_value_t = defaults().task, value_parser = parse::<Task>)]
     task: Task,
     /// Model: organics, or the baselines lstm (sequence tasks) and mlp (mnist).
-    #[arg(long, default_value = "organics", value_parser = parse::<ModelKind>)]
+    #[arg(long, default_value_t = defaults().model, value_parser = parse::<ModelKind>)]
     model: ModelKind,
     /// Backend: flex (CPU, default), ndarray (CPU) or wgpu (GPU).
-    #[arg(long, default_value = "flex", value_parser = parse::<BackendKind>)]
+    #[arg(long, default_value_t = defaults().backend, value_parser = parse::<BackendKind>)]
     backend: BackendKind,
     /// Folder with the four MNIST IDX files (raw or .gz). Default: $ORGANICS_DATA_DIR, then the
     /// burn-dataset cache, then a download into it.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Data set: mnist or fashion-mnist.
-    #[arg(long, default_value = "mnist")]
+    #[arg(long, default_value_t = defaults().dataset)]
     dataset: String,
     /// Epochs in total (a resumed run continues up to this many).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults().epochs)]
     epochs: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults().batch_size)]
     batch_size: usize,
     /// Hidden units [default: 64 for organics on sequences, 128 for lstm, 50 for mlp].
     #[arg(long)]
     hidden: Option<usize>,
     /// ORGaNICs layer sizes of the static model, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "128,64")]
+    #[arg(long, value_delimiter = ',', default_values_t = defaults().layers)]
     layers: Vec<usize>,
     /// Learning rate [default: 0.01 for sequence tasks, 0.001 for mnist].
     #[arg(long)]
     lr: Option<f64>,
     /// Adam weight decay (L2).
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = defaults().weight_decay)]
     weight_decay: f64,
     /// Learning-rate decay factor.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = defaults().lr_gamma)]
     lr_gamma: f64,
     /// Epochs between learning-rate decays.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults().lr_step_epochs)]
     lr_step: usize,
     /// Clip gradients to this norm (off by default, as in the paper).
     #[arg(long)]
@@ -221,17 +227,18 @@ struct TrainArgs {
     #[arg(long)]
     fixed_time_constants: bool,
     /// Learn W_r (spectral norm 1, Algorithm 1) in the static layers instead of W_r = I
-    /// (closed-form fixed point, the default: about 90x cheaper per step on the CPU).
+    /// (closed-form fixed point, the default: far cheaper per step on the CPU, see
+    /// docs/SPEED.md).
     #[arg(long)]
     learned_recurrence: bool,
     /// Seed of initialisation, split and shuffling.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
     /// Seed of the psMNIST pixel permutation.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().permutation_seed)]
     permutation_seed: u64,
     /// Validation images held out of the 60,000 training images.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = defaults().valid_size)]
     valid_size: usize,
     /// Train on only the first N training images (after the split) [default: all].
     #[arg(long)]
@@ -505,6 +512,11 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                     message: e.to_string(),
                 })?;
                 println!("written to {}", out.display());
+                // The page shows the figures by relative links: they go beside it.
+                let beside = out.parent().unwrap_or(std::path::Path::new("."));
+                for figure in organics_train::report::validation_figures(&rows, beside)? {
+                    println!("written to {}", figure.display());
+                }
             }
         }
         Command::Plot(PlotCommand::Phase { out }) => {

@@ -20,6 +20,8 @@ use crate::error::{DataError, io};
 pub const SIDE: usize = 28;
 /// Pixels per image.
 pub const PIXELS: usize = SIDE * SIDE;
+/// Classes: the digits 0-9 (Fashion-MNIST: ten garment kinds).
+pub const CLASSES: usize = 10;
 /// Magic number of an IDX image file.
 pub const IMAGES_MAGIC: u32 = 2051;
 /// Magic number of an IDX label file.
@@ -131,7 +133,11 @@ pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<u8>, DataError> {
     let count = header(bytes, path, 8, LABELS_MAGIC, "labels")?;
     check_length(bytes, path, 8 + count)?;
     let labels = bytes[8..].to_vec();
-    if let Some((index, &value)) = labels.iter().enumerate().find(|(_, v)| **v > 9) {
+    if let Some((index, &value)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, v)| usize::from(**v) >= CLASSES)
+    {
         return Err(DataError::BadLabel {
             path: path.to_path_buf(),
             index,

@@ -18,6 +18,7 @@ pub mod source;
 pub use batcher::{PixelOrder, SequenceBatch, SequenceBatcher, StaticBatch, StaticBatcher};
 pub use dataset::{DigitItem, ImageSet, Mnist, TEST_SIZE, TRAIN_SIZE, VALID_SIZE};
 pub use error::DataError;
+pub use idx::{CLASSES, PIXELS};
 pub use loader::EpochLoader;
 pub use permutation::pixel_permutation;
 pub use source::{DATA_DIR_ENV, DataFiles, DataSource, DatasetName, Unrecognised};

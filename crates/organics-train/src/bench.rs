@@ -7,15 +7,16 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
-use burn::train::TrainStep;
+use burn::train::{InferenceStep, TrainStep};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
+use crate::dispatch::{ModelJob, with_model};
 use crate::error::TrainError;
-use crate::models::HarnessModel;
+use crate::models::{HarnessModel, Truncate};
 use crate::optimizer::HostAdam;
 use crate::options::{BackendKind, GradientPath, ModelKind, Task};
-use crate::with_model;
+use crate::output::StepOutput;
 use organics_data::{DigitItem, PixelOrder};
 
 /// What to time.
@@ -120,6 +121,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         (None, _) => GradientPath::for_backend(opts.backend),
     };
     let host_adam = opts.backend.is_cpu() && !opts.burn_adam;
+    let weight_decay = config.weight_decay;
     let (device, adapter) = opts.backend.training_device(opts.allow_software_gpu)?;
     let ad = device.clone().autodiff();
     // Random pixels; a sequence batch is cut to `seq` steps below.
@@ -136,22 +138,21 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     } else {
         784
     };
-    let (times, gradients) =
-        with_model!(&config, &ad, 0, PixelOrder::ScanLine, |model, batcher| {
-            let model = model.with_gradients(gradients);
-            let used = model.effective_gradients();
-            let optim = if host_adam {
-                HostAdam::new(Some(1e-5), true).init()
-            } else {
-                AdamConfig::new()
-                    .with_weight_decay(Some(WeightDecayConfig::new(1e-5)))
-                    .init()
-            };
-            (
-                time_steps(model, optim, &batcher, items, &ad, opts.steps, seq_len)?,
-                used,
-            )
-        });
+    let (times, gradients) = with_model(
+        &config,
+        &ad,
+        0,
+        PixelOrder::ScanLine,
+        TimeSteps {
+            gradients,
+            host_adam,
+            weight_decay,
+            items,
+            device: &ad,
+            steps: opts.steps,
+            seq: seq_len,
+        },
+    )?;
     let sec = times.iter().sum::<f64>() / times.len() as f64;
     let mut sorted = times;
     sorted.sort_by(f64::total_cmp);
@@ -174,28 +175,48 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     })
 }
 
-/// Cuts a batch's time axis to `seq` steps (no-op for static batches).
-pub trait Truncate {
-    /// The batch with at most `seq` time steps.
-    fn truncate(self, seq: usize) -> Self;
+/// Times training steps of a model: the [`ModelJob`] of [`bench`].
+struct TimeSteps<'a> {
+    gradients: GradientPath,
+    host_adam: bool,
+    weight_decay: f64,
+    items: Vec<DigitItem>,
+    device: &'a Device,
+    steps: usize,
+    seq: usize,
 }
 
-impl Truncate for organics_data::SequenceBatch {
-    fn truncate(self, seq: usize) -> Self {
-        let [b, t, f] = self.inputs.dims();
-        if seq >= t {
-            return self;
-        }
-        Self {
-            inputs: self.inputs.slice(s![0..b, 0..seq, 0..f]),
-            targets: self.targets,
-        }
-    }
-}
+impl ModelJob for TimeSteps<'_> {
+    type Output = Result<(Vec<f64>, GradientPath), TrainError>;
 
-impl Truncate for organics_data::StaticBatch {
-    fn truncate(self, _seq: usize) -> Self {
-        self
+    fn run<M, Bt>(self, model: M, batcher: Bt) -> Self::Output
+    where
+        M: HarnessModel
+            + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+            + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+            + std::fmt::Display,
+        Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
+    {
+        let model = model.with_gradients(self.gradients);
+        let used = model.effective_gradients();
+        let decay = self.weight_decay as f32;
+        let optim = if self.host_adam {
+            HostAdam::new(Some(decay), true).init()
+        } else {
+            AdamConfig::new()
+                .with_weight_decay(Some(WeightDecayConfig::new(decay)))
+                .init()
+        };
+        let times = time_steps(
+            model,
+            optim,
+            &batcher,
+            self.items,
+            self.device,
+            self.steps,
+            self.seq,
+        )?;
+        Ok((times, used))
     }
 }
 
@@ -211,7 +232,6 @@ fn time_steps<M, Bt>(
 where
     M: HarnessModel + TrainStep<Input = <M as HarnessModel>::Batch>,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
-    <M as HarnessModel>::Batch: Truncate,
 {
     let batch = batcher.batch(items, device).truncate(seq);
     let mut step = |model: M| -> M {

@@ -27,8 +27,9 @@ pub struct TrainConfig {
     #[config(default = true)]
     pub learn_time_constants: bool,
     /// Learn `W_r` in the static layers (Algorithm 1) instead of `W_r = I` (closed form).
-    /// Default: false. Our choice: on the CPU the learned path costs about 90 times more per
-    /// step (its per-sample solves run on the host), so the default run finishes in minutes.
+    /// Default: false. Our choice: on the CPU the learned path costs over a hundred times more
+    /// per step (its per-sample solves run on the host; measured in docs/SPEED.md), so the
+    /// default run finishes in minutes.
     #[config(default = false)]
     pub learn_recurrence: bool,
     /// Epochs. Default: 10.
@@ -56,8 +57,9 @@ pub struct TrainConfig {
     /// Seed of the psMNIST pixel permutation. Default: 0.
     #[config(default = 0)]
     pub permutation_seed: u64,
-    /// Validation images held out of the training set. Default: 3000.
-    #[config(default = 3000)]
+    /// Validation images held out of the training set. Default: 3000
+    /// ([`organics_data::VALID_SIZE`], the paper's 57,000 / 3,000 split).
+    #[config(default = "organics_data::VALID_SIZE")]
     pub valid_size: usize,
     /// Use only the first N training images (after the split). Default: all.
     pub train_limit: Option<usize>,
@@ -158,15 +160,60 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Whether `other` describes the same run (all but the backend, the epoch count and the
-    /// patience, which a resumed run may change).
-    pub fn same_run(&self, other: &TrainConfig) -> bool {
-        let strip = |c: &TrainConfig| TrainConfig {
-            backend: BackendKind::Flex,
-            epochs: 1,
-            patience: None,
-            ..c.clone()
+    /// How `other` differs from this run, setting by setting (`name: this there, that now`),
+    /// leaving out the [`RESUMABLE`] ones; empty when both describe the same run.
+    pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
+        let (a, b) = (
+            serde_json::to_value(self).unwrap_or_default(),
+            serde_json::to_value(other).unwrap_or_default(),
+        );
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return vec!["the settings cannot be compared".into()];
         };
-        strip(self) == strip(other)
+        a.iter()
+            .filter(|(k, _)| !RESUMABLE.contains(&k.as_str()))
+            .filter(|(k, va)| b.get(*k) != Some(*va))
+            .map(|(k, va)| {
+                format!(
+                    "{k}: {va} there, {} now",
+                    b.get(k).cloned().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// Whether `other` describes the same run (all but the [`RESUMABLE`] settings).
+    pub fn same_run(&self, other: &TrainConfig) -> bool {
+        self.differences(other).is_empty()
+    }
+}
+
+/// The settings a resumed run may change: the backend it continues on, its epoch limit and
+/// its patience.
+pub const RESUMABLE: [&str; 3] = ["backend", "epochs", "patience"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_may_change_only_the_resumable_settings() {
+        let run = TrainConfig::new();
+        let resumed = run
+            .clone()
+            .with_backend(BackendKind::Ndarray)
+            .with_epochs(300)
+            .with_patience(Some(90));
+        assert!(run.same_run(&resumed), "{:?}", run.differences(&resumed));
+        let other = run.clone().with_lr_gamma(0.5).with_seed(7);
+        let found = run.differences(&other);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|d| d.starts_with("lr_gamma: 0.8 there, 0.5 now"))
+        );
+        assert!(found.iter().any(|d| d.starts_with("seed: 42 there, 7 now")));
+        assert!(!run.same_run(&other));
     }
 }

@@ -57,6 +57,16 @@ pub fn learning_curves(
             .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
         curves.push((name, points));
     }
+    draw_curves(curves, metric, title, out)
+}
+
+/// Draws named per-epoch curves `(epoch, value)` of `metric` (accuracy in %) into `out`.
+pub(crate) fn draw_curves(
+    curves: Vec<(String, Vec<(f64, f64)>)>,
+    metric: CurveMetric,
+    title: &str,
+    out: &Path,
+) -> Result<(), TrainError> {
     let epochs = curves
         .iter()
         .flat_map(|(_, p)| p.iter().map(|(e, _)| *e))

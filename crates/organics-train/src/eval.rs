@@ -3,15 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
+use burn::prelude::*;
+use burn::train::{InferenceStep, TrainStep};
+use organics_data::DigitItem;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{checkpoint_path, last_complete_epoch};
 use crate::config::TrainConfig;
+use crate::dispatch::{ModelJob, with_model};
 use crate::error::TrainError;
+use crate::models::HarnessModel;
 use crate::options::{BackendKind, Task};
+use crate::output::StepOutput;
 use crate::train::{files, load_data, read_config};
-use crate::with_model;
 use organics_data::PixelOrder;
 
 /// What `cargo xtask eval` reports.
@@ -108,6 +114,30 @@ pub(crate) fn load_weights<M: Module>(model: M, run: &TrainedRun) -> Result<M, T
         })
 }
 
+/// Loads a run's weights and scores a data set: the [`ModelJob`] of [`evaluate`].
+struct Score<'a> {
+    run: &'a TrainedRun,
+    test: &'a organics_data::ImageSet,
+    batch_size: usize,
+    device: &'a Device,
+}
+
+impl ModelJob for Score<'_> {
+    type Output = Result<crate::results::TestScore, TrainError>;
+
+    fn run<M, Bt>(self, model: M, batcher: Bt) -> Self::Output
+    where
+        M: HarnessModel
+            + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+            + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+            + std::fmt::Display,
+        Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
+    {
+        let model = load_weights(model, self.run)?;
+        crate::train::evaluate_model(&model, &batcher, self.test, self.batch_size, self.device)
+    }
+}
+
 /// Scores the test set of the run in `dir` on `backend` (default: the run's own).
 pub fn evaluate(
     dir: &Path,
@@ -123,10 +153,18 @@ pub fn evaluate(
     let data = load_data(&config, data_dir)?;
     check_permutation(dir, &config, &data.order)?;
     let order = data.order.clone();
-    let score = with_model!(&config, &device, config.seed, order, |model, batcher| {
-        let model = load_weights(model, &run)?;
-        crate::train::evaluate_model(&model, &batcher, &data.test, config.batch_size, &device)?
-    });
+    let score = with_model(
+        &config,
+        &device,
+        config.seed,
+        order,
+        Score {
+            run: &run,
+            test: &data.test,
+            batch_size: config.batch_size,
+            device: &device,
+        },
+    )?;
     Ok(EvalResults {
         config: run.config_path.display().to_string(),
         weights: run.weights.display().to_string(),

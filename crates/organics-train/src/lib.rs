@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod convergence_plot;
 pub mod curves_plot;
+pub mod dispatch;
 pub mod error;
 pub mod eval;
 pub mod gpu;

@@ -130,7 +130,7 @@ impl StaticMlp {
 /// A model the harness can train: its output for a batch, and its trained-parameter count.
 pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
     /// The batch type.
-    type Batch: Send + Clone + 'static;
+    type Batch: Send + Clone + Truncate + 'static;
     /// Loss, logits and targets for a batch.
     fn classify(&self, batch: Self::Batch) -> ClassificationOutput;
     /// Loss, logits and targets for a batch, and the gradients of the loss.
@@ -159,6 +159,31 @@ pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
     /// [`PROBE_IMAGES`] images of a batch, per layer (static ORGaNICs only).
     fn probe_stability(&self, _batch: &Self::Batch) -> Option<Vec<f64>> {
         None
+    }
+}
+
+/// Cuts a batch's time axis to `seq` steps (no-op for static batches).
+pub trait Truncate {
+    /// The batch with at most `seq` time steps.
+    fn truncate(self, seq: usize) -> Self;
+}
+
+impl Truncate for organics_data::SequenceBatch {
+    fn truncate(self, seq: usize) -> Self {
+        let [b, t, f] = self.inputs.dims();
+        if seq >= t {
+            return self;
+        }
+        Self {
+            inputs: self.inputs.slice(s![0..b, 0..seq, 0..f]),
+            targets: self.targets,
+        }
+    }
+}
+
+impl Truncate for organics_data::StaticBatch {
+    fn truncate(self, _seq: usize) -> Self {
+        self
     }
 }
 

@@ -55,6 +55,10 @@ pub struct RunRow {
     pub max_grad_norm: Option<f64>,
     /// Wall time of all its invocations (s), and per epoch (s), from `train.log`.
     pub wall: Option<(f64, f64)>,
+    /// Its task.
+    pub task: Task,
+    /// Validation accuracy (fraction) of each epoch, from its metric logs.
+    pub valid: Vec<Option<f64>>,
 }
 
 /// The rows of every run folder under `root`, sorted by name.
@@ -110,7 +114,49 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         ),
         max_grad_norm,
         wall: wall_time(&dir.join("train.log")),
+        task: config.task,
+        valid,
     })
+}
+
+/// The figure of `task`'s validation curves in a runs folder.
+pub fn validation_figure_name(task: Task) -> String {
+    format!("{task}-validation.svg")
+}
+
+/// Draws, for each task among `rows`, the validation accuracy per epoch of its runs into
+/// `<dir>/<task>-validation.svg` (unfinished runs too: the curves come from the metric
+/// logs); returns the figures' paths.
+pub fn validation_figures(rows: &[RunRow], dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+    let mut written = Vec::new();
+    for task in tasks_of(rows) {
+        let curves: Vec<(String, Vec<(f64, f64)>)> = rows
+            .iter()
+            .filter(|r| r.task == task)
+            .map(|r| {
+                let points = r
+                    .valid
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| ((i + 1) as f64, 100.0 * v)))
+                    .collect();
+                (r.name.clone(), points)
+            })
+            .filter(|(_, points): &(String, Vec<(f64, f64)>)| !points.is_empty())
+            .collect();
+        if curves.is_empty() {
+            continue;
+        }
+        let out = dir.join(validation_figure_name(task));
+        crate::curves_plot::draw_curves(
+            curves,
+            crate::options::CurveMetric::Accuracy,
+            &format!("{task}: validation accuracy per epoch"),
+            &out,
+        )?;
+        written.push(out);
+    }
+    Ok(written)
 }
 
 /// Total seconds of all invocations in a plain progress log, and seconds per epoch. Each
@@ -163,9 +209,39 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
          `cargo xtask eval --artifact-dir runs/<row>` scores a run's weights on the test set; \
          `cargo xtask report --out runs/README.md` rewrites this page.\n\n\
          Test accuracy is shown once a run has finished; while it trains, its best validation \
-         accuracy so far.\n\n{}",
-        runs_table(rows)
+         accuracy so far.\n\n{}{}",
+        runs_table(rows),
+        figure_links(rows)
     )
+}
+
+/// The tasks among `rows`, each once, in order of first appearance.
+fn tasks_of(rows: &[RunRow]) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    for r in rows {
+        if !tasks.contains(&r.task) {
+            tasks.push(r.task);
+        }
+    }
+    tasks
+}
+
+/// Markdown images of the validation figures of the tasks among `rows`.
+fn figure_links(rows: &[RunRow]) -> String {
+    let measured: Vec<RunRow> = rows
+        .iter()
+        .filter(|r| r.valid.iter().any(Option::is_some))
+        .cloned()
+        .collect();
+    let mut out = String::new();
+    for task in tasks_of(&measured) {
+        let _ = write!(
+            out,
+            "\n![{task}: validation accuracy per epoch]({})\n",
+            validation_figure_name(task)
+        );
+    }
+    out
 }
 
 /// The table of `rows` in Markdown.
@@ -207,6 +283,60 @@ mod tests {
     use super::*;
 
     /// The numbers above are a copy of Table 2 in docs/MODEL.md §12: they must not drift.
+    fn row(name: &str, task: Task, valid: Vec<Option<f64>>) -> RunRow {
+        RunRow {
+            name: name.into(),
+            what: String::new(),
+            epochs: valid.len(),
+            max_epochs: 300,
+            best_valid: None,
+            test: None,
+            paper: None,
+            max_grad_norm: None,
+            wall: None,
+            task,
+            valid,
+        }
+    }
+
+    #[test]
+    fn one_validation_figure_per_task_with_one_curve_per_run() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let rows = vec![
+            row("psmnist-a", Task::Psmnist, vec![Some(0.5), Some(0.6)]),
+            row("smnist-a", Task::Smnist, vec![Some(0.7), None, Some(0.9)]),
+            row("smnist-b", Task::Smnist, vec![Some(0.2)]),
+            row("smnist-c", Task::Smnist, vec![]),
+        ];
+        let written = validation_figures(&rows, dir.path()).expect("drawn");
+        assert_eq!(
+            written,
+            vec![
+                dir.path().join("psmnist-validation.svg"),
+                dir.path().join("smnist-validation.svg")
+            ]
+        );
+        let text = std::fs::read_to_string(&written[1]).expect("svg");
+        let doc = roxmltree::Document::parse(&text).expect("decodable SVG");
+        let labels: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.is_text())
+            .filter_map(|n| n.text().map(str::trim))
+            .filter(|t| t.starts_with("smnist-"))
+            .collect();
+        // a run with no measured epoch has no curve
+        assert_eq!(labels, vec!["smnist-a", "smnist-b"]);
+        // one marker per measured epoch: 2 + 1
+        let markers = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .count();
+        assert_eq!(markers, 3);
+        let readme = runs_readme(&rows);
+        assert!(readme.contains("](psmnist-validation.svg)"), "{readme}");
+        assert!(readme.contains("](smnist-validation.svg)"), "{readme}");
+    }
+
     #[test]
     fn paper_numbers_match_the_model_notes() {
         let notes = std::fs::read_to_string(

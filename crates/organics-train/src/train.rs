@@ -27,6 +27,7 @@ use crate::checkpoint::{
     AtomicCheckpointer, last_complete_epoch, newest_intact_epoch, write_atomic,
 };
 use crate::config::TrainConfig;
+use crate::dispatch::{ModelJob, with_model};
 use crate::error::{TrainError, file_err};
 use crate::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
 use crate::lock::RunLock;
@@ -36,54 +37,6 @@ use crate::options::Task;
 use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric, StepOutput};
 use crate::patience::RunPatience;
 use crate::results::{RunResults, RunStatus, TestScore};
-
-/// Builds the model and batcher of `config` on `device` and evaluates `body` with them
-/// (one generic code path for every task and model).
-#[macro_export]
-macro_rules! with_model {
-    ($config:expr, $device:expr, $seed:expr, $order:expr, |$model:ident, $batcher:ident| $body:expr) => {{
-        use organics_data::{SequenceBatcher, StaticBatcher};
-        use $crate::models::{SeqLstm, SeqOrganics, StaticMlp, StaticOrganics};
-        use $crate::options::{ModelKind, Task};
-        use $crate::train::seeded_init;
-        let config: &$crate::config::TrainConfig = $config;
-        let seed: u64 = $seed;
-        match (config.task, config.model) {
-            (Task::Mnist, ModelKind::Mlp) => {
-                let $model = seeded_init($device, seed, || {
-                    StaticMlp::new(784, config.hidden_units(), 10, $device)
-                });
-                let $batcher = StaticBatcher;
-                $body
-            }
-            (Task::Mnist, _) => {
-                let $model = seeded_init($device, seed, || {
-                    StaticOrganics::new(
-                        $crate::train::static_config(config).init($device),
-                        $crate::options::GradientPath::for_static(config.backend),
-                    )
-                });
-                let $batcher = StaticBatcher;
-                $body
-            }
-            (_, ModelKind::Lstm) => {
-                let $model = seeded_init($device, seed, || {
-                    SeqLstm::new(1, config.hidden_units(), 10, $device)
-                });
-                let $batcher = SequenceBatcher { order: $order };
-                $body
-            }
-            _ => {
-                let $model = seeded_init($device, seed, || SeqOrganics {
-                    inner: $crate::train::seq_config(config).init($device),
-                    gradients: $crate::options::GradientPath::for_backend(config.backend),
-                });
-                let $batcher = SequenceBatcher { order: $order };
-                $body
-            }
-        }
-    }};
-}
 
 /// Burn keeps a backend's random generator per process (ndarray's is one global), so two
 /// runs initialising their models at the same time in one process, as tests and embedding
@@ -264,7 +217,7 @@ fn prepare_artifact_dir(config: &TrainConfig, opts: &RunOptions) -> Result<bool,
     if dir.join(files::CONFIG).exists() {
         let existing = read_config(dir)?;
         if !existing.same_run(config) {
-            let detail = describe_difference(&existing, config);
+            let detail = existing.differences(config).join("; ");
             return Err(TrainError::ConfigMismatch {
                 dir: dir.clone(),
                 detail,
@@ -296,28 +249,6 @@ fn prepare_artifact_dir(config: &TrainConfig, opts: &RunOptions) -> Result<bool,
     Ok(false)
 }
 
-fn describe_difference(a: &TrainConfig, b: &TrainConfig) -> String {
-    let (a, b) = (
-        serde_json::to_value(a).unwrap_or_default(),
-        serde_json::to_value(b).unwrap_or_default(),
-    );
-    let mut diffs = Vec::new();
-    if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
-        for (k, va) in a {
-            if k == "backend" || k == "epochs" || k == "patience" {
-                continue;
-            }
-            if b.get(k) != Some(va) {
-                diffs.push(format!(
-                    "{k}: {va} there, {} now",
-                    b.get(k).cloned().unwrap_or_default()
-                ));
-            }
-        }
-    }
-    diffs.join("; ")
-}
-
 /// Trains as `config` says, in `opts.artifact_dir`; returns what `results.json` holds.
 pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, TrainError> {
     config.validate()?;
@@ -336,9 +267,18 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
     }
     let ad = device.clone().autodiff();
     let order = data.order.clone();
-    let mut results = with_model!(config, &ad, config.seed, order, |model, batcher| fit(
-        model, batcher, config, opts, data, resume
-    ))?;
+    let mut results = with_model(
+        config,
+        &ad,
+        config.seed,
+        order,
+        Fit {
+            config,
+            opts,
+            data,
+            resume,
+        },
+    )?;
     if let Some(adapter) = adapter {
         results.adapter = Some(adapter.to_string());
         write_json(&opts.artifact_dir.join(files::RESULTS), &results)?;
@@ -359,6 +299,36 @@ pub fn static_config(config: &TrainConfig) -> StaticClassifierConfig {
     StaticClassifierConfig::new()
         .with_layers(config.layers.clone())
         .with_learn_recurrence(config.learn_recurrence)
+}
+
+/// Trains a model: the [`ModelJob`] of [`train`].
+struct Fit<'a> {
+    config: &'a TrainConfig,
+    opts: &'a RunOptions,
+    data: RunData,
+    resume: bool,
+}
+
+impl ModelJob for Fit<'_> {
+    type Output = Result<RunResults, TrainError>;
+
+    fn run<M, Bt>(self, model: M, batcher: Bt) -> Self::Output
+    where
+        M: HarnessModel
+            + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+            + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+            + core::fmt::Display,
+        Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
+    {
+        fit(
+            model,
+            batcher,
+            self.config,
+            self.opts,
+            self.data,
+            self.resume,
+        )
+    }
 }
 
 fn fit<M, Bt>(

@@ -9,9 +9,8 @@ use plotters::prelude::*;
 
 use crate::error::TrainError;
 use crate::eval::{check_permutation, load_weights, trained_run};
-use crate::models::SeqOrganics;
-use crate::options::{GradientPath, ModelKind, Task};
-use crate::train::{load_data, seq_config};
+use crate::options::{ModelKind, Task};
+use crate::train::load_data;
 use organics_data::SequenceBatcher;
 
 /// One test image of the figure.
@@ -61,10 +60,7 @@ pub fn trajectories(
         )));
     }
     let device = config.backend.device()?;
-    let model = SeqOrganics {
-        inner: seq_config(config).init(&device),
-        gradients: GradientPath::for_backend(config.backend),
-    };
+    let model = crate::dispatch::seq_organics(config, &device);
     let model = load_weights(model, &run)?.inner;
     let data = load_data(config, data_dir)?;
     check_permutation(dir, config, &data.order)?;
