@@ -7,16 +7,15 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
-use burn::train::{InferenceStep, TrainStep};
+use burn::train::TrainStep;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::dispatch::{ModelJob, with_model};
+use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::error::TrainError;
 use crate::models::{HarnessModel, Truncate};
 use crate::optimizer::HostAdam;
 use crate::options::{BackendKind, GradientPath, ModelKind, Task};
-use crate::output::StepOutput;
 use organics_data::{DigitItem, PixelOrder};
 
 /// What to time.
@@ -189,14 +188,7 @@ struct TimeSteps<'a> {
 impl ModelJob for TimeSteps<'_> {
     type Output = Result<(Vec<f64>, GradientPath), TrainError>;
 
-    fn run<M, Bt>(self, model: M, batcher: Bt) -> Self::Output
-    where
-        M: HarnessModel
-            + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + std::fmt::Display,
-        Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
-    {
+    fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
         let model = model.with_gradients(self.gradients);
         let used = model.effective_gradients();
         let decay = self.weight_decay as f32;

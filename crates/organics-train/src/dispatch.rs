@@ -18,19 +18,42 @@ use crate::train::{seeded_init, seq_config, static_config};
 /// Inputs of a sequence model per time step: one pixel.
 const STEP_INPUTS: usize = 1;
 
+/// Everything the harness asks of a model: Burn's training and inference steps on its
+/// batches, and the harness's own methods. Every model of [`with_model`] has it.
+pub trait RunModel:
+    HarnessModel
+    + TrainStep<Input = <Self as HarnessModel>::Batch, Output = StepOutput>
+    + InferenceStep<Input = <Self as HarnessModel>::Batch, Output = StepOutput>
+    + Display
+{
+}
+
+impl<M> RunModel for M where
+    M: HarnessModel
+        + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+        + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
+        + Display
+{
+}
+
+/// What makes the batches of a model `M` from data items.
+pub trait RunBatcher<M: HarnessModel>:
+    Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static
+{
+}
+
+impl<M: HarnessModel, Bt> RunBatcher<M> for Bt where
+    Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static
+{
+}
+
 /// Work to do with a run's model, whichever model the run has.
 pub trait ModelJob {
     /// What the work returns.
     type Output;
 
     /// Does the work with `model` and the `batcher` that makes its batches.
-    fn run<M, Bt>(self, model: M, batcher: Bt) -> Self::Output
-    where
-        M: HarnessModel
-            + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + Display,
-        Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static;
+    fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output;
 }
 
 /// Builds the model of `config` on `device`, its parameters drawn from `seed` (see

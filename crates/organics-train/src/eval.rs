@@ -3,20 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::prelude::*;
-use burn::train::{InferenceStep, TrainStep};
-use organics_data::DigitItem;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{checkpoint_path, last_complete_epoch};
 use crate::config::TrainConfig;
-use crate::dispatch::{ModelJob, with_model};
+use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::error::TrainError;
-use crate::models::HarnessModel;
 use crate::options::{BackendKind, Task};
-use crate::output::StepOutput;
 use crate::train::{files, load_data, read_config};
 use organics_data::PixelOrder;
 
@@ -125,14 +120,7 @@ struct Score<'a> {
 impl ModelJob for Score<'_> {
     type Output = Result<crate::results::TestScore, TrainError>;
 
-    fn run<M, Bt>(self, model: M, batcher: Bt) -> Self::Output
-    where
-        M: HarnessModel
-            + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + std::fmt::Display,
-        Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
-    {
+    fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
         let model = load_weights(model, self.run)?;
         crate::train::evaluate_model(&model, &batcher, self.test, self.batch_size, self.device)
     }

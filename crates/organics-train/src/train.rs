@@ -17,7 +17,7 @@ use burn::train::checkpoint::{
 };
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{InferenceStep, Interrupter, Learner, SupervisedTraining, TrainStep};
+use burn::train::{Interrupter, Learner, SupervisedTraining};
 use organics_data::{
     DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
 };
@@ -27,14 +27,14 @@ use crate::checkpoint::{
     AtomicCheckpointer, last_complete_epoch, newest_intact_epoch, write_atomic,
 };
 use crate::config::TrainConfig;
-use crate::dispatch::{ModelJob, with_model};
+use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::error::{TrainError, file_err};
 use crate::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
 use crate::lock::RunLock;
 use crate::metric_log::{MetricFiles, WriteFailure};
 use crate::models::HarnessModel;
 use crate::options::Task;
-use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric, StepOutput};
+use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric};
 use crate::patience::RunPatience;
 use crate::results::{RunResults, RunStatus, TestScore};
 
@@ -312,14 +312,7 @@ struct Fit<'a> {
 impl ModelJob for Fit<'_> {
     type Output = Result<RunResults, TrainError>;
 
-    fn run<M, Bt>(self, model: M, batcher: Bt) -> Self::Output
-    where
-        M: HarnessModel
-            + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-            + core::fmt::Display,
-        Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
-    {
+    fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
         fit(
             model,
             batcher,
@@ -331,21 +324,14 @@ impl ModelJob for Fit<'_> {
     }
 }
 
-fn fit<M, Bt>(
+fn fit<M: RunModel, Bt: RunBatcher<M>>(
     model: M,
     batcher: Bt,
     config: &TrainConfig,
     opts: &RunOptions,
     data: RunData,
     resume: bool,
-) -> Result<RunResults, TrainError>
-where
-    M: HarnessModel
-        + TrainStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-        + InferenceStep<Input = <M as HarnessModel>::Batch, Output = StepOutput>
-        + core::fmt::Display,
-    Bt: Batcher<DigitItem, <M as HarnessModel>::Batch> + Clone + 'static,
-{
+) -> Result<RunResults, TrainError> {
     let start = Instant::now();
     let dir = &opts.artifact_dir;
     let device = model
