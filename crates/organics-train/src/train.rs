@@ -38,16 +38,17 @@ use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric};
 use crate::patience::RunPatience;
 use crate::results::{RunResults, RunStatus, TestScore};
 
-/// Burn keeps a backend's random generator per process (ndarray's is one global), so two
-/// runs initialising their models at the same time in one process, as tests and embedding
-/// programs do, would draw from each other's stream. Seeding and initialising under one lock
-/// makes a run's initial weights a function of its seed alone. The lock guards Burn's global
-/// state, not any of ours, and is held only while the parameters are drawn.
+// Guards Burn's process-wide random generator while a model's parameters are drawn (see
+// `seeded_init`); it guards no state of ours.
 static SEEDED_INIT: Mutex<()> = Mutex::new(());
 
-/// Builds a model with the backend's generator seeded by `seed`, with no other seeded draw in
-/// between (see [`SEEDED_INIT`]). Burn's own layers (`Linear`, `Lstm`) draw their parameters
-/// lazily, on first use, so every parameter is drawn here, before the lock is released.
+/// Builds a model with the backend's generator seeded by `seed`, with no other draw in
+/// between. Burn keeps a backend's random generator per process (ndarray's is one global),
+/// so two runs initialising their models at the same time in one process, as tests and
+/// embedding programs do, would draw from each other's stream; seeding and drawing under one
+/// lock makes a run's initial weights a function of its seed alone. Burn's own layers
+/// (`Linear`, `Lstm`) draw their parameters lazily, on first use, so every parameter is drawn
+/// here, before the lock is released.
 pub fn seeded_init<M: Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -> M {
     struct Draw;
     impl burn::module::ModuleVisitor for Draw {
