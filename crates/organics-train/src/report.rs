@@ -57,7 +57,7 @@ pub struct RunRow {
     pub wall: Option<(f64, f64)>,
     /// Its task.
     pub task: Task,
-    /// Validation accuracy (fraction) of each epoch, from its metric logs.
+    /// Validation accuracy (%) of each epoch, from its metric logs.
     pub valid: Vec<Option<f64>>,
 }
 
@@ -138,7 +138,7 @@ pub fn validation_figures(rows: &[RunRow], dir: &Path) -> Result<Vec<PathBuf>, T
                     .valid
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, v)| v.map(|v| ((i + 1) as f64, 100.0 * v)))
+                    .filter_map(|(i, v)| v.map(|v| ((i + 1) as f64, v)))
                     .collect();
                 (r.name.clone(), points)
             })
@@ -303,9 +303,9 @@ mod tests {
     fn one_validation_figure_per_task_with_one_curve_per_run() {
         let dir = tempfile::tempdir().expect("tmp");
         let rows = vec![
-            row("psmnist-a", Task::Psmnist, vec![Some(0.5), Some(0.6)]),
-            row("smnist-a", Task::Smnist, vec![Some(0.7), None, Some(0.9)]),
-            row("smnist-b", Task::Smnist, vec![Some(0.2)]),
+            row("psmnist-a", Task::Psmnist, vec![Some(50.0), Some(60.0)]),
+            row("smnist-a", Task::Smnist, vec![Some(70.0), None, Some(90.0)]),
+            row("smnist-b", Task::Smnist, vec![Some(20.0)]),
             row("smnist-c", Task::Smnist, vec![]),
         ];
         let written = validation_figures(&rows, dir.path()).expect("drawn");
@@ -326,6 +326,17 @@ mod tests {
             .collect();
         // a run with no measured epoch has no curve
         assert_eq!(labels, vec!["smnist-a", "smnist-b"]);
+        // the curves are drawn at their values: 20% and 90% lie apart on the axis, between
+        // its ends (accuracy in percent, not scaled again)
+        let heights: Vec<f64> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .filter_map(|n| n.attribute("cy")?.parse().ok())
+            .collect();
+        let (low, high) = heights
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &y| (l.min(y), h.max(y)));
+        assert!(high - low > 100.0, "{heights:?}");
         // one marker per measured epoch: 2 + 1
         let markers = doc
             .descendants()
