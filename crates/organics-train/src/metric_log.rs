@@ -62,6 +62,15 @@ impl WriteFailure {
     }
 }
 
+/// The log file of metric `name` (spaces become underscores) of `split` (`train`, `valid`)
+/// at `epoch`: `<dir>/<split>/epoch-<epoch>/<Metric_Name>.log`, the one home of the layout
+/// that the writer below and the readers of `results` share.
+pub fn log_path(dir: &Path, split: &str, name: &str, epoch: usize) -> PathBuf {
+    dir.join(split)
+        .join(format!("epoch-{epoch}"))
+        .join(format!("{}.log", name.replace(' ', "_")))
+}
+
 /// A [`MetricLogger`] that writes Burn's file layout and reports write failures instead of
 /// panicking (see the module documentation).
 pub struct MetricFiles {
@@ -87,12 +96,13 @@ impl MetricFiles {
 
     /// The log file of metric `name` in `split` at `epoch`, as Burn names it.
     pub fn path(directory: &Path, name: &str, epoch: usize, split: &Split) -> PathBuf {
-        let mut dir = directory.join(split.to_string());
-        if let Split::Test(Some(tag)) = split {
-            dir = dir.join(tag.trim().replace(' ', "-").to_lowercase());
-        }
-        dir.join(format!("epoch-{epoch}"))
-            .join(format!("{}.log", name.replace(' ', "_")))
+        let split_dir = match split {
+            Split::Test(Some(tag)) => {
+                format!("{split}/{}", tag.trim().replace(' ', "-").to_lowercase())
+            }
+            other => other.to_string(),
+        };
+        log_path(directory, &split_dir, name, epoch)
     }
 
     fn append(&mut self, path: PathBuf, line: &str) -> std::io::Result<()> {

@@ -144,9 +144,6 @@ pub fn validation_figures(rows: &[RunRow], dir: &Path) -> Result<Vec<PathBuf>, T
             })
             .filter(|(_, points): &(String, Vec<(f64, f64)>)| !points.is_empty())
             .collect();
-        if curves.is_empty() {
-            continue;
-        }
         let out = dir.join(validation_figure_name(task));
         crate::curves_plot::draw_curves(
             curves,
@@ -215,10 +212,11 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
     )
 }
 
-/// The tasks among `rows`, each once, in order of first appearance.
+/// The tasks of the `rows` with at least one measured epoch (those that get a figure), each
+/// once, in order of first appearance.
 fn tasks_of(rows: &[RunRow]) -> Vec<Task> {
     let mut tasks = Vec::new();
-    for r in rows {
+    for r in rows.iter().filter(|r| r.valid.iter().any(Option::is_some)) {
         if !tasks.contains(&r.task) {
             tasks.push(r.task);
         }
@@ -228,13 +226,8 @@ fn tasks_of(rows: &[RunRow]) -> Vec<Task> {
 
 /// Markdown images of the validation figures of the tasks among `rows`.
 fn figure_links(rows: &[RunRow]) -> String {
-    let measured: Vec<RunRow> = rows
-        .iter()
-        .filter(|r| r.valid.iter().any(Option::is_some))
-        .cloned()
-        .collect();
     let mut out = String::new();
-    for task in tasks_of(&measured) {
+    for task in tasks_of(rows) {
         let _ = write!(
             out,
             "\n![{task}: validation accuracy per epoch]({})\n",

@@ -87,18 +87,9 @@ pub struct RunResults {
     pub max_real_eigenvalue: Vec<Option<f64>>,
 }
 
-/// Burn's log file of a metric (spaces in the name become underscores).
-fn log_file(metric: &str) -> String {
-    format!("{}.log", metric.replace(' ', "_"))
-}
-
-/// The text of Burn's log of `metric` for one epoch, if it exists.
+/// The text of the log of `metric` for one epoch, if it exists.
 fn epoch_log(dir: &Path, split: &str, metric: &str, epoch: usize) -> Option<String> {
-    let path = dir
-        .join(split)
-        .join(format!("epoch-{epoch}"))
-        .join(log_file(metric));
-    std::fs::read_to_string(path).ok()
+    std::fs::read_to_string(crate::metric_log::log_path(dir, split, metric, epoch)).ok()
 }
 
 /// The mean of a metric over an epoch, from Burn's `<split>/epoch-N/<Metric>.log` files
