@@ -23,9 +23,10 @@ use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
 use nalgebra::{DMatrix, DVector};
 
+use crate::algorithm1_cpu::{self, Recurrence};
 use crate::circuit::{Circuit, CircuitState};
 use crate::error::ModelError;
-use crate::host::{par_map, to_f64, to_matrix};
+use crate::host::{from_f32, par_map, to_f32, to_f64, to_matrix};
 use crate::init::{kaiming_uniform_a5, log_weights_zero_diagonal};
 use crate::solve::solve_gated;
 use crate::spectral::spectral_normalize;
@@ -171,6 +172,10 @@ impl FixedPointLayer {
             }
             Some(w_r) => {
                 let w_r = w_r?;
+                let tracked = drive.is_tracked() || w_r.is_tracked() || w_t.is_tracked();
+                if self.iterations >= 1 && !tracked {
+                    return self.fixed_point_on_host(drive, base, w_t, w_r);
+                }
                 let first = drive.clone().matmul(w_r.clone().transpose());
                 let mut a = base.clone() + first.square().matmul(w_t.clone());
                 let mut y = drive.clone();
@@ -182,6 +187,29 @@ impl FixedPointLayer {
                 Ok(FixedPoint { y, a })
             }
         }
+    }
+
+    /// Algorithm 1 forward only, on the host ([`crate::algorithm1_cpu`]): per-sample `f32`
+    /// LU factorisations on every core, where the tensor path inverts each system in `f64`
+    /// for the sake of its gradient. Used when nothing asks for a gradient (validation,
+    /// evaluation, analysis).
+    fn fixed_point_on_host(
+        &self,
+        drive: Tensor<2>,
+        base: Tensor<2>,
+        w_t: Tensor<2>,
+        w_r: Tensor<2>,
+    ) -> Result<FixedPoint, ModelError> {
+        let [batch, n] = drive.dims();
+        let device = drive.device();
+        let rec = Recurrence::new(to_f32(w_r)?, n, self.iterations);
+        let w_norm = crate::cpu::transpose(&to_f32(w_t)?, n, n);
+        let (y, a) =
+            algorithm1_cpu::fixed_points(&rec, &w_norm, &to_f32(base)?, &to_f32(drive)?, n);
+        Ok(FixedPoint {
+            y: from_f32(y, [batch, n], &device),
+            a: from_f32(a, [batch, n], &device),
+        })
     }
 
     /// Firing rates `⌊y_s⌋²` of the fixed point, `[batch, n]`.

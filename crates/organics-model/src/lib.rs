@@ -31,6 +31,7 @@
 //! assert_eq!(state.y.dims(), [4, 32]);
 //! ```
 
+mod algorithm1_cpu;
 pub mod bptt;
 mod bptt_cpu;
 pub mod cell;

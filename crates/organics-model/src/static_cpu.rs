@@ -21,6 +21,7 @@
 
 use std::sync::Mutex;
 
+use crate::algorithm1_cpu::{self, Recurrence, SolveWork};
 use crate::cpu::{Mat, cut, cut_mut, matmul, on_threads, relu, shard_rows, sigmoid};
 
 /// Where `‖W_zx u‖` is clamped, as in [`crate::fixed_point`].
@@ -35,7 +36,7 @@ pub(crate) struct HostLinear {
     pub(crate) b: Vec<f32>,
 }
 
-/// A fixed-point layer with `W_r = I` on the host.
+/// A fixed-point layer on the host.
 #[derive(Debug, Clone)]
 pub(crate) struct HostFixedPoint {
     /// Input size `m`.
@@ -50,6 +51,15 @@ pub(crate) struct HostFixedPoint {
     pub(crate) b0: Vec<f32>,
     /// `σ²`.
     pub(crate) sigma_sq: f32,
+    /// A learned `W_r` (Algorithm 1); `None` for `W_r = I` (the closed form).
+    pub(crate) recurrence: Option<Recurrence>,
+}
+
+impl HostFixedPoint {
+    /// `σ² b0²`, `[n]`.
+    fn base(&self) -> Vec<f32> {
+        self.b0.iter().map(|b| b * b * self.sigma_sq).collect()
+    }
 }
 
 /// A [`crate::StaticClassifier`] on the host.
@@ -81,6 +91,8 @@ pub(crate) struct FixedPointGrads {
     pub(crate) beta0: Vec<f32>,
     /// With respect to `L`, `[n, n]`.
     pub(crate) log_w: Vec<f32>,
+    /// With respect to the normalized `W_r`, `[n, n]`; empty for `W_r = I`.
+    pub(crate) w_r: Vec<f32>,
 }
 
 /// Gradients of every parameter of a [`HostStatic`].
@@ -125,6 +137,8 @@ struct FixedPointWork {
     g_s: Vec<f32>,
     /// With respect to `W_zx u` then `W_bx u`, `[rows, 2n]`.
     g_pq: Vec<f32>,
+    /// Algorithm 1's buffers, for a learned `W_r`.
+    solve: Option<SolveWork>,
 }
 
 /// One shard's buffers. They live from one step to the next (see [`SPARE`]).
@@ -196,7 +210,10 @@ impl HostStatic {
         let mut key = vec![rows];
         key.extend(self.encoder.iter().map(|l| l.n_out));
         key.extend(self.decoder.iter().map(|l| l.n_out));
-        key.extend(self.layers.iter().flat_map(|l| [l.m, l.n]));
+        key.extend(self.layers.iter().flat_map(|l| {
+            let iterations = l.recurrence.as_ref().map_or(0, |r| r.iterations);
+            [l.m, l.n, iterations]
+        }));
         key.push(self.classes());
         key
     }
@@ -229,6 +246,10 @@ impl HostStatic {
                     g_a: buf(l.n),
                     g_s: buf(l.n),
                     g_pq: buf(2 * l.n),
+                    solve: l
+                        .recurrence
+                        .as_ref()
+                        .map(|r| SolveWork::new(rows, l.n, r.iterations)),
                 })
                 .collect(),
             logits: buf(self.classes()),
@@ -331,6 +352,7 @@ impl HostStatic {
                     w_bx: zeros(l.n * l.m),
                     beta0: zeros(l.n),
                     log_w: zeros(l.n * l.n),
+                    w_r: zeros(if l.recurrence.is_some() { l.n * l.n } else { 0 }),
                 })
                 .collect(),
             readout: linear(&self.readout),
@@ -381,14 +403,16 @@ impl HostStatic {
                     .collect();
                 products.push(Product::new(n, m, parts));
             }
-            // a = s Wᵀ: ∂W = g_aᵀ s, and ∂L = ∂W ⊙ W since W = exp(L).
+            // a = s Wᵀ: ∂W = g_aᵀ s, and ∂L = ∂W ⊙ W since W = exp(L). Algorithm 1
+            // evaluates it once per iteration: its factors are stacked over iterations.
             let parts = works
                 .iter()
-                .map(|w| {
-                    (
+                .map(|w| match &w.fp[li].solve {
+                    Some(solve) => solve.normalization_factors(),
+                    None => (
                         Mat::new(&w.fp[li].g_a, 0, w.rows, n),
                         Mat::new(&w.fp[li].s, 0, w.rows, n),
-                    )
+                    ),
                 })
                 .collect();
             products.push(Product {
@@ -398,6 +422,15 @@ impl HostStatic {
             dsts.push(&mut g.w_zx);
             dsts.push(&mut g.w_bx);
             dsts.push(&mut g.log_w);
+            if l.recurrence.is_some() {
+                let parts = works
+                    .iter()
+                    .filter_map(|w| w.fp[li].solve.as_ref())
+                    .map(SolveWork::recurrence_factors)
+                    .collect();
+                products.push(Product::new(n, n, parts));
+                dsts.push(&mut g.w_r);
+            }
         }
         let r = &self.readout;
         let parts = works
@@ -616,6 +649,24 @@ fn fixed_point_forward(l: &HostFixedPoint, u: Mat, f: &mut FixedPointWork, rows:
             s[j] = d * d;
         }
     }
+    if let (Some(rec), Some(solve)) = (&l.recurrence, f.solve.as_mut()) {
+        let drive = solve.drive_mut();
+        for r in 0..rows {
+            let (z, b1) = f.zb[r * 2 * n..(r + 1) * 2 * n].split_at(n);
+            let d = &mut drive[r * n..(r + 1) * n];
+            cut!(n; z, b1);
+            cut_mut!(n; d);
+            for j in 0..n {
+                d[j] = b1[j] * z[j];
+            }
+        }
+        algorithm1_cpu::forward(rec, &l.w_norm, &l.base(), solve);
+        for (out, &y) in f.out[..rows * n].iter_mut().zip(solve.output()) {
+            let rate = relu(y);
+            *out = rate * rate;
+        }
+        return;
+    }
     let w_norm = Mat::new(&l.w_norm, 0, n, n);
     matmul(
         &mut f.a,
@@ -656,6 +707,38 @@ fn fixed_point_backward(
     accumulate: bool,
 ) -> Vec<f32> {
     let (n, m) = (l.n, l.m);
+    let g_base = match (&l.recurrence, f.solve.as_mut()) {
+        (Some(rec), Some(solve)) => {
+            solve.seed_output_grad(&f.g_out[..rows * n]);
+            // d̄ goes to the first half of g_pq, as the closed form's direct part does;
+            // no `s = d²` term here.
+            algorithm1_cpu::backward(rec, &l.w_norm, solve, &mut f.g_s);
+            for r in 0..rows {
+                f.g_pq[r * 2 * n..r * 2 * n + n].copy_from_slice(&f.g_s[r * n..(r + 1) * n]);
+            }
+            f.g_s[..rows * n].fill(0.0);
+            column_sums(solve.modulator_grads(), n)
+        }
+        _ => closed_form_backward(l, f, rows),
+    };
+    drive_backward(f, rows, n);
+    let w_cat = Mat::new(&l.w_cat, 0, 2 * n, m);
+    matmul(
+        g_u,
+        0,
+        m,
+        Mat::new(&f.g_pq, 0, rows, 2 * n),
+        w_cat,
+        accumulate,
+    );
+    g_base
+}
+
+/// The closed form's backward pass from `f.g_out` to `f.g_a`, `f.g_s` and the direct part
+/// of `∂/∂(b1 ⊙ z)` (in the first half of `f.g_pq`); returns the column sums of `g_a`.
+#[inline(always)]
+fn closed_form_backward(l: &HostFixedPoint, f: &mut FixedPointWork, rows: usize) -> Vec<f32> {
+    let n = l.n;
     for r in 0..rows {
         let (z, b1) = f.zb[r * 2 * n..(r + 1) * 2 * n].split_at(n);
         let a = &f.a[r * n..(r + 1) * n];
@@ -684,6 +767,13 @@ fn fixed_point_backward(
         w_norm,
         false,
     );
+    column_sums(&f.g_a[..rows * n], n)
+}
+
+/// From `∂/∂(b1 ⊙ z) = g_p + 2 (b1 ⊙ z) ⊙ g_s` (first half of `f.g_pq`, and `f.g_s`) to
+/// the gradients with respect to `W_zx u` and `W_bx u` (both halves of `f.g_pq`).
+#[inline(always)]
+fn drive_backward(f: &mut FixedPointWork, rows: usize, n: usize) {
     for r in 0..rows {
         let (z, b1) = f.zb[r * 2 * n..(r + 1) * 2 * n].split_at(n);
         let g_s = &f.g_s[r * n..(r + 1) * n];
@@ -710,16 +800,6 @@ fn fixed_point_backward(
             g_p[j] = (g_p[j] - z[j] * dot) / norm;
         }
     }
-    let w_cat = Mat::new(&l.w_cat, 0, 2 * n, m);
-    matmul(
-        g_u,
-        0,
-        m,
-        Mat::new(&f.g_pq, 0, rows, 2 * n),
-        w_cat,
-        accumulate,
-    );
-    column_sums(&f.g_a[..rows * n], n)
 }
 
 #[inline(always)]

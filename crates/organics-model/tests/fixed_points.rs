@@ -197,6 +197,34 @@ fn burn_layer_algorithm1_matches_host_and_simulation() {
     }
 }
 
+/// Inference (no gradient asked for) runs Algorithm 1 on the host with `f32` LU
+/// factorisations; training runs it as tensor ops with `f64` inverses. Both give the same
+/// fixed point, over batches that span several blocks and shards.
+#[test]
+fn algorithm1_inference_path_equals_tensor_path() {
+    let device = Device::flex().autodiff();
+    device.seed(4);
+    let layer = FixedPointLayerConfig::new(20, 24)
+        .with_iterations(6)
+        .init(&device);
+    let layer = with_random_recurrence(layer, 24, &device);
+    let u = random_input(80, 20, &device);
+    let tracked = layer.try_fixed_point(u.clone()).expect("tensor path");
+    assert!(tracked.y.is_tracked());
+    let host = layer.valid().try_fixed_point(u.inner()).expect("host path");
+    assert!(!host.y.is_tracked());
+    for (name, t, h) in [("y", tracked.y, host.y), ("a", tracked.a, host.a)] {
+        let (t, h) = (values(t), values(h));
+        let diff: f64 = t.iter().zip(&h).map(|(x, y)| (x - y).powi(2)).sum();
+        let norm: f64 = t.iter().map(|x| x * x).sum();
+        let rel = (diff / norm).sqrt();
+        assert!(
+            rel < 1e-5,
+            "{name}: host and tensor paths differ by {rel:e}"
+        );
+    }
+}
+
 /// Host copy of a layer's parameters, so that perturbed layers can be rebuilt exactly.
 #[derive(Clone)]
 struct Params {

@@ -125,6 +125,42 @@ pub fn complete_epochs(dir: &Path) -> Vec<usize> {
     epochs
 }
 
+/// Removes every checkpoint file of the epochs older than the newest complete one, except
+/// the two newest complete epochs (what `--resume` falls back on when the newest is
+/// damaged) and `best` (the best validation epoch, whose weights early stopping tests).
+/// Burn's checkpointing strategy deletes only the checkpoints it wrote in the same process,
+/// so a run resumed many times would otherwise keep an epoch or two from every invocation.
+/// A file that cannot be removed is left (it costs disk, not correctness). Returns the
+/// epochs removed, newest first.
+pub fn prune_checkpoints(dir: &Path, best: Option<usize>) -> Vec<usize> {
+    let complete = complete_epochs(dir);
+    let Some(&newest) = complete.first() else {
+        return Vec::new();
+    };
+    let keep: Vec<usize> = complete.iter().copied().take(2).chain(best).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut stale: Vec<usize> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (part, rest) = name.strip_suffix(".bpk")?.rsplit_once('-')?;
+            PARTS.contains(&part).then_some(())?;
+            rest.parse().ok()
+        })
+        .filter(|epoch| *epoch < newest && !keep.contains(epoch))
+        .collect();
+    stale.sort_unstable_by(|a, b| b.cmp(a));
+    stale.dedup();
+    for &epoch in &stale {
+        for part in PARTS {
+            let _ = std::fs::remove_file(checkpoint_path(dir, part, epoch));
+        }
+    }
+    stale
+}
+
 /// The last epoch whose model, optimizer and scheduler checkpoints are all present.
 pub fn last_complete_epoch(dir: &Path) -> Option<usize> {
     complete_epochs(dir).first().copied()
@@ -197,4 +233,63 @@ pub fn newest_intact_epoch<M: Module>(
         path: dir.to_path_buf(),
         message: format!("no intact checkpoint to resume from ({})", notes.join("; ")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_parts(dir: &Path, epoch: usize, parts: &[&str]) {
+        for part in parts {
+            std::fs::write(checkpoint_path(dir, part, epoch), b"x").expect("write");
+        }
+    }
+
+    fn epochs_on_disk(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().into_string().expect("utf-8"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn pruning_keeps_the_two_newest_complete_epochs_and_the_best() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        for epoch in [1, 2, 4, 6, 7] {
+            write_parts(d, epoch, &PARTS);
+        }
+        // An epoch whose write was cut short between parts, and another program's file.
+        write_parts(d, 5, &["model"]);
+        std::fs::write(d.join("notes-3.bpk"), b"x").expect("write");
+        assert_eq!(prune_checkpoints(d, Some(2)), vec![5, 4, 1]);
+        let mut expected: Vec<String> = [2, 6, 7]
+            .iter()
+            .flat_map(|e| PARTS.map(|p| format!("{p}-{e}.bpk")))
+            .chain(["notes-3.bpk".to_string()])
+            .collect();
+        expected.sort();
+        assert_eq!(epochs_on_disk(d), expected);
+        // Nothing more to remove; without a best epoch only the two newest stay.
+        assert!(prune_checkpoints(d, Some(2)).is_empty());
+        assert_eq!(prune_checkpoints(d, None), vec![2]);
+        assert_eq!(complete_epochs(d), vec![7, 6]);
+    }
+
+    #[test]
+    fn pruning_leaves_a_newer_incomplete_epoch_and_an_empty_folder_alone() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        assert!(prune_checkpoints(d, None).is_empty());
+        for epoch in [1, 2, 3] {
+            write_parts(d, epoch, &PARTS);
+        }
+        write_parts(d, 4, &["model", "optim"]);
+        assert_eq!(prune_checkpoints(d, None), vec![1]);
+        assert!(checkpoint_path(d, "optim", 4).is_file());
+        assert_eq!(complete_epochs(d), vec![3, 2]);
+    }
 }

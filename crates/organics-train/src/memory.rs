@@ -34,10 +34,13 @@ pub fn estimate_bytes(config: &TrainConfig) -> f64 {
                 width = m;
             }
             // Activations of a batch through every layer, kept for the backward pass; a
-            // learned W_r also factors one m x m matrix per sample and layer.
+            // learned W_r also keeps the LU factors of one m x m matrix per sample, layer and
+            // iteration of Algorithm 1 (the fused kernel's buffers outlive a step, hence 2).
             let widest = config.layers.iter().copied().max().unwrap_or(1) as f64;
+            let squares: f64 = config.layers.iter().map(|&m| (m * m) as f64).sum();
+            let iterations = organics_model::StaticClassifierConfig::new().iterations as f64;
             let solves = if config.learn_recurrence {
-                batch * widest * widest * F32 * 2.0
+                batch * iterations * squares * F32 * 2.0
             } else {
                 0.0
             };

@@ -34,6 +34,17 @@ pub fn paper_accuracy(
     })
 }
 
+/// The paper's test accuracy (%) for a static ORGaNICs model with these layers, where the
+/// paper reports one (docs/MODEL.md §12, paper Table 1; its models learn `W_r`).
+pub fn paper_static_accuracy(layers: &[usize]) -> Option<f64> {
+    Some(match layers {
+        [50] => 98.1,
+        [80] => 98.2,
+        [128, 64] => 98.1,
+        _ => return None,
+    })
+}
+
 /// One run's row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
@@ -96,22 +107,42 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
     } else {
         "fixed τ"
     };
+    let static_organics = !config.task.is_sequential() && config.model == ModelKind::Organics;
+    let layers = config
+        .layers
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let recurrence = if config.learn_recurrence {
+        "learned W_r"
+    } else {
+        "W_r = I"
+    };
     Ok(RunRow {
         name: dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        what: format!("{} {} {hidden}, {tau}", config.task, config.model),
+        what: if static_organics {
+            format!("{} {} {layers}, {recurrence}", config.task, config.model)
+        } else {
+            format!("{} {} {hidden}, {tau}", config.task, config.model)
+        },
         epochs,
         max_epochs: config.epochs,
         best_valid,
         test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
-        paper: paper_accuracy(
-            config.task,
-            config.model,
-            hidden,
-            config.learn_time_constants,
-        ),
+        paper: if static_organics {
+            paper_static_accuracy(&config.layers).filter(|_| config.learn_recurrence)
+        } else {
+            paper_accuracy(
+                config.task,
+                config.model,
+                hidden,
+                config.learn_time_constants,
+            )
+        },
         max_grad_norm,
         wall: wall_time(&dir.join("train.log")),
         task: config.task,
@@ -196,7 +227,7 @@ pub fn wall_time(log: &Path) -> Option<(f64, f64)> {
 /// `runs/README.md`: what the folder is, how to continue it, and the table of `rows`.
 pub fn runs_readme(rows: &[RunRow]) -> String {
     format!(
-        "# Runs of the paper's Table 2\n\n\
+        "# Runs of the paper's Tables 1 and 2\n\n\
          One folder per table row: its `config.json`, its latest complete checkpoints (model, \
          optimizer, scheduler) and, with early stopping, those of its best validation epoch, \
          the per-epoch metric logs (`train/`, `valid/`), its progress log `train.log` and, once \
@@ -339,6 +370,33 @@ mod tests {
         let readme = runs_readme(&rows);
         assert!(readme.contains("](psmnist-validation.svg)"), "{readme}");
         assert!(readme.contains("](smnist-validation.svg)"), "{readme}");
+    }
+
+    #[test]
+    fn paper_static_numbers_match_the_model_notes() {
+        let notes = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/MODEL.md"),
+        )
+        .expect("docs/MODEL.md");
+        let table = &notes[notes.find("**Table 1").expect("Table 1 in §12")..];
+        let table = &table[..table.find("**Table 2").expect("Table 2 after Table 1")];
+        let mut rows = 0;
+        for line in table.lines().filter(|l| l.starts_with("| ORGaNICs")) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let layers: &[usize] = match cells[1] {
+                "ORGaNICs, 50 neurons" => &[50],
+                "ORGaNICs, 80 neurons" => &[80],
+                "ORGaNICs, two layers" => &[128, 64],
+                other => panic!("unknown row {other}"),
+            };
+            let value: f64 = cells[2]
+                .trim_end_matches('%')
+                .parse()
+                .expect("a percentage");
+            assert_eq!(paper_static_accuracy(layers), Some(value), "{line}");
+            rows += 1;
+        }
+        assert_eq!(rows, 3, "every ORGaNICs row of Table 1 compared");
     }
 
     #[test]

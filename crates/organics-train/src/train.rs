@@ -476,6 +476,11 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     // `result.interrupted`, which Burn's terminal dashboard empties when training ends, so a
     // stop there (its stop key, or Ctrl-C through `opts.stop`) would pass for a finished run.
     let completed = last_complete_epoch(&checkpoints).unwrap_or(0);
+    let best = config.patience.and_then(|_| {
+        let accuracy = crate::results::read_epoch_metric(dir, "valid", "Accuracy", completed);
+        crate::patience::best_epoch(&accuracy)
+    });
+    crate::checkpoint::prune_checkpoints(&checkpoints, best);
     let early_stopped = config
         .patience
         .is_some_and(|p| RunPatience::new(dir, p).fires_after(completed));
