@@ -231,6 +231,10 @@ struct TrainArgs {
     /// docs/SPEED.md).
     #[arg(long)]
     learned_recurrence: bool,
+    /// With --learned-recurrence: gate Algorithm 1's solve by 1 - a, as the authors' static
+    /// code does, instead of the circuit's 1 - sqrt(a) (docs/MODEL.md section 11).
+    #[arg(long)]
+    linear_gate: bool,
     /// Seed of initialisation, split and shuffling.
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
@@ -310,8 +314,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     steps: usize,
     /// ORGaNICs: how gradients are computed: fused (hand-derived, in one CPU kernel; default
-    /// on flex, and for the sequence model on ndarray; the static model needs W_r = I for
-    /// it), tensor (sequence model:
+    /// on flex, and for the sequence model on ndarray), tensor (sequence model:
     /// the hand-derived BPTT in Burn tensor ops; default on wgpu) or autodiff (Burn's
     /// autodiff).
     #[arg(long, value_parser = parse::<GradientPath>)]
@@ -364,6 +367,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 .with_patience(a.patience)
                 .with_learn_time_constants(!a.fixed_time_constants)
                 .with_learn_recurrence(a.learned_recurrence)
+                .with_linear_gate(a.linear_gate)
                 .with_seed(a.seed)
                 .with_permutation_seed(a.permutation_seed)
                 .with_valid_size(a.valid_size)

@@ -23,7 +23,8 @@
 //! then `s̄_0 = Wᵀ ā_0`, `W̄ += ā_0 s_0ᵀ`, `b̄ase += ā_0`, `r̄ = 2 r ⊙ s̄_0`, `d̄ += W_rᵀ r̄`,
 //! `W̄_r += r̄ dᵀ`. The solve's lines come from `dy = −A⁻¹ dA y` with
 //! `dA = −D(dg) W_r − D(g) dW_r`: for `λ = A⁻ᵀ ȳ`, `ȳ·dy = −λᵀ dA y`, so `ḡ = λ ⊙ (W_r y)` and
-//! `W̄_r = (g ⊙ λ) yᵀ`; `g = 1 − √a` gives `ā = −ḡ / (2√a)`.
+//! `W̄_r = (g ⊙ λ) yᵀ`; `g = 1 − √a` gives `ā = −ḡ / (2√a)` (with the authors' gate
+//! `g = 1 − a`, an option kept for comparison, `ā = −ḡ`).
 //!
 //! Why the unrolled gradient rather than implicit differentiation at the fixed point: it is
 //! the gradient of exactly what the forward pass computes, with any `K` (early in training
@@ -54,15 +55,29 @@ pub(crate) struct Recurrence {
     w_r_cols: Vec<f32>,
     /// Iterations `K` of Algorithm 1, at least 1.
     pub(crate) iterations: usize,
+    /// `g = 1 − a` (the authors' static code) instead of the circuit's `g = 1 − √a`.
+    linear_gate: bool,
 }
 
 impl Recurrence {
     /// `w_r` row-major `[n, n]`.
-    pub(crate) fn new(w_r: Vec<f32>, n: usize, iterations: usize) -> Self {
+    pub(crate) fn new(w_r: Vec<f32>, n: usize, iterations: usize, linear_gate: bool) -> Self {
         Recurrence {
             w_r_cols: crate::cpu::transpose(&w_r, n, n),
             w_r,
             iterations,
+            linear_gate,
+        }
+    }
+
+    /// The gate `g(a)` of the solve and its derivative `g'(a)`.
+    #[inline(always)]
+    fn gate(&self, a: f32) -> (f32, f32) {
+        if self.linear_gate {
+            (1.0 - a, -1.0)
+        } else {
+            let root = a.sqrt();
+            (1.0 - root, -0.5 / root)
         }
     }
 }
@@ -238,7 +253,7 @@ pub(crate) fn forward(rec: &Recurrence, w_norm: &[f32], base: &[f32], w: &mut So
             let a_i = &a_prev[i * n..(i + 1) * n];
             cut!(n; a_i);
             for row in 0..n {
-                gate[row] = 1.0 - a_i[row].sqrt();
+                gate[row] = rec.gate(a_i[row]).0;
             }
             let lu_i = &mut lu[i * n * n..(i + 1) * n * n];
             // Column j of A = e_j − g ⊙ W_r[:, j].
@@ -341,9 +356,10 @@ pub(crate) fn backward(rec: &Recurrence, w_norm: &[f32], w: &mut SolveWork, g_d:
         for j in 0..len {
             let l = lambda[j];
             g_d[j] += l;
-            let sqrt_a = a_prev[j].sqrt();
-            g_a_prev[j] -= l * w.tmp[j] / (2.0 * sqrt_a);
-            lambda[j] = (1.0 - sqrt_a) * l;
+            let (gate, slope) = rec.gate(a_prev[j]);
+            // ḡ = λ ⊙ (W_r y_k) reaches a_{k−1} through g'(a).
+            g_a_prev[j] += l * w.tmp[j] * slope;
+            lambda[j] = gate * l;
         }
     }
     // a_0 = base + W r², r = W_r d.

@@ -70,6 +70,10 @@ pub struct StaticClassifierConfig {
     /// Iterations of Algorithm 1. Default: 10.
     #[config(default = 10)]
     pub iterations: usize,
+    /// Algorithm 1 gated by `1 − a` (the authors' static code) instead of the circuit's
+    /// `1 − √a`; see [`crate::FixedPointLayerConfig::linear_gate`]. Default: false.
+    #[config(default = false)]
+    pub linear_gate: bool,
     /// Number of classes. Default: 10.
     #[config(default = 10)]
     pub num_classes: usize,
@@ -122,6 +126,7 @@ impl StaticClassifierConfig {
                 FixedPointLayerConfig::new(w[0], w[1])
                     .with_learn_recurrence(self.learn_recurrence)
                     .with_iterations(self.iterations)
+                    .with_linear_gate(self.linear_gate)
                     .init(device)
             })
             .collect();

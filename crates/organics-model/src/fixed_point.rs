@@ -45,6 +45,11 @@ pub struct FixedPointLayerConfig {
     /// Iterations `K` of Algorithm 1. Default: 10 (the paper sees convergence in < 5).
     #[config(default = 10)]
     pub iterations: usize,
+    /// Gate Algorithm 1's solve with `1 − a`, as the authors' static-task code does, instead
+    /// of the circuit's `1 − √a` (docs/MODEL.md §11). Default: false (the circuit); `true`
+    /// exists to measure what the difference does to training.
+    #[config(default = false)]
+    pub linear_gate: bool,
     /// Semi-saturation constant `σ` (fixed). Default: 1.0.
     #[config(default = 1.0)]
     pub sigma: f64,
@@ -65,6 +70,8 @@ pub struct FixedPointLayer {
     pub w_r_raw: Option<Param<Tensor<2>>>,
     /// Iterations of Algorithm 1.
     pub iterations: usize,
+    /// The gate of Algorithm 1's solve is `1 − a` (the authors' code), not `1 − √a`.
+    pub linear_gate: bool,
     /// Semi-saturation constant.
     pub sigma: f64,
 }
@@ -98,6 +105,7 @@ impl FixedPointLayerConfig {
                 .learn_recurrence
                 .then(|| Param::from_tensor(Tensor::eye(n, device))),
             iterations: self.iterations,
+            linear_gate: self.linear_gate,
             sigma: self.sigma,
         }
     }
@@ -180,7 +188,11 @@ impl FixedPointLayer {
                 let mut a = base.clone() + first.square().matmul(w_t.clone());
                 let mut y = drive.clone();
                 for _ in 0..self.iterations {
-                    let gate = a.clone().sqrt().neg() + 1.0;
+                    let gate = if self.linear_gate {
+                        a.clone().neg() + 1.0
+                    } else {
+                        a.clone().sqrt().neg() + 1.0
+                    };
                     y = solve_gated(gate, w_r.clone(), drive.clone())?;
                     a = base.clone() + (a * y.clone().square()).matmul(w_t.clone());
                 }
@@ -202,7 +214,7 @@ impl FixedPointLayer {
     ) -> Result<FixedPoint, ModelError> {
         let [batch, n] = drive.dims();
         let device = drive.device();
-        let rec = Recurrence::new(to_f32(w_r)?, n, self.iterations);
+        let rec = Recurrence::new(to_f32(w_r)?, n, self.iterations, self.linear_gate);
         let w_norm = crate::cpu::transpose(&to_f32(w_t)?, n, n);
         let (y, a) =
             algorithm1_cpu::fixed_points(&rec, &w_norm, &to_f32(base)?, &to_f32(drive)?, n);

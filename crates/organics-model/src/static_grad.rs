@@ -191,7 +191,7 @@ impl StaticClassifier {
             };
             let recurrence = spectral
                 .as_ref()
-                .map(|s| Recurrence::new(s.normalized(), n, l.iterations));
+                .map(|s| Recurrence::new(s.normalized(), n, l.iterations, l.linear_gate));
             let host = HostFixedPoint {
                 m,
                 n,
@@ -398,14 +398,16 @@ mod tests {
     fn fused_learned_step_equals_autodiff() {
         // The paper's two-layer model with its ten iterations.
         check(StaticClassifierConfig::new(), 5, 3, 1e-4);
-        // Other widths and iteration counts; one iteration; a batch split unevenly.
-        for (iterations, seed) in [(3, 5), (1, 7)] {
+        // Other widths and iteration counts; one iteration; a batch split unevenly; the
+        // authors' gate `1 − a`.
+        for (iterations, seed, linear_gate) in [(3, 5, false), (1, 7, false), (4, 11, true)] {
             check(
                 StaticClassifierConfig::new()
                     .with_input(30)
                     .with_encoder(vec![20, 11, 6])
                     .with_layers(vec![9, 7])
-                    .with_iterations(iterations),
+                    .with_iterations(iterations)
+                    .with_linear_gate(linear_gate),
                 13,
                 seed,
                 1e-4,

@@ -253,6 +253,7 @@ fn build(p: &Params, device: &Device) -> FixedPointLayer {
         log_w: Param::from_tensor(tensor(&p.log_w, [N, N], device)),
         w_r_raw: Some(Param::from_tensor(tensor(&p.v, [N, N], device))),
         iterations: 10,
+        linear_gate: false,
         sigma: 1.0,
     }
 }

@@ -78,10 +78,10 @@ impl SeqLstm {
 
 /// The static ORGaNICs classifier; loss = cross-entropy + MSE(reconstruction, image).
 ///
-/// With `W_r = I` on a CPU backend, training takes its loss and gradients from the model
-/// crate's fused kernel ([`organics_model::static_grad`]; a test checks every gradient
-/// against autodiff to 1e-5); otherwise, and with `gradients` other than `Fused`, from
-/// Burn's autodiff.
+/// On a CPU backend, training takes its loss and gradients from the model crate's fused
+/// kernel ([`organics_model::static_grad`]: the closed form for `W_r = I`, Algorithm 1 for
+/// a learned `W_r`; tests check every gradient against autodiff); otherwise, and with
+/// `gradients` other than `Fused`, from Burn's autodiff.
 #[derive(Module, Debug)]
 pub struct StaticOrganics {
     /// The classifier of the model crate.

@@ -114,10 +114,10 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(" + ");
-    let recurrence = if config.learn_recurrence {
-        "learned W_r"
-    } else {
-        "W_r = I"
+    let recurrence = match (config.learn_recurrence, config.linear_gate) {
+        (true, false) => "learned W_r",
+        (true, true) => "learned W_r, the authors' gate 1 − a",
+        (false, _) => "W_r = I",
     };
     Ok(RunRow {
         name: dir
@@ -134,7 +134,8 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         best_valid,
         test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
         paper: if static_organics {
-            paper_static_accuracy(&config.layers).filter(|_| config.learn_recurrence)
+            paper_static_accuracy(&config.layers)
+                .filter(|_| config.learn_recurrence && !config.linear_gate)
         } else {
             paper_accuracy(
                 config.task,

@@ -176,7 +176,7 @@ pub fn load_data(config: &TrainConfig, data_dir: Option<PathBuf>) -> Result<RunD
 pub fn read_config(dir: &Path) -> Result<TrainConfig, TrainError> {
     let path = dir.join(files::CONFIG);
     let text = std::fs::read_to_string(&path).map_err(file_err(&path))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::File {
+    TrainConfig::from_json(&text).map_err(|e| TrainError::File {
         path,
         message: format!("not a training config: {e}"),
     })
@@ -300,6 +300,7 @@ pub fn static_config(config: &TrainConfig) -> StaticClassifierConfig {
     StaticClassifierConfig::new()
         .with_layers(config.layers.clone())
         .with_learn_recurrence(config.learn_recurrence)
+        .with_linear_gate(config.linear_gate)
 }
 
 /// Trains a model: the [`ModelJob`] of [`train`].
