@@ -64,6 +64,9 @@ pub struct RunRow {
     pub paper: Option<f64>,
     /// Largest gradient norm of any logged step.
     pub max_grad_norm: Option<f64>,
+    /// Largest real part of a Jacobian eigenvalue at any validation image's fixed point, over
+    /// every epoch (static ORGaNICs models, whose validation has the stability probe).
+    pub max_eigenvalue: Option<f64>,
     /// Wall time of all its invocations (s), and per epoch (s), from `train.log`.
     pub wall: Option<(f64, f64)>,
     /// Its task.
@@ -98,6 +101,11 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
     let best_valid = crate::patience::best_epoch(&valid).and_then(|e| Some((valid[e - 1]?, e)));
     let max_grad_norm =
         crate::results::read_epoch_max(dir, "train", crate::output::GRAD_NORM, epochs)
+            .into_iter()
+            .flatten()
+            .reduce(crate::output::nan_max);
+    let max_eigenvalue =
+        crate::results::read_epoch_max(dir, "valid", crate::output::MAX_REAL_EIGENVALUE, epochs)
             .into_iter()
             .flatten()
             .reduce(crate::output::nan_max);
@@ -145,6 +153,7 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
             )
         },
         max_grad_norm,
+        max_eigenvalue,
         wall: wall_time(&dir.join("train.log")),
         task: config.task,
         valid,
@@ -272,7 +281,7 @@ fn figure_links(rows: &[RunRow]) -> String {
 /// The table of `rows` in Markdown.
 pub fn runs_table(rows: &[RunRow]) -> String {
     let mut out = String::from(
-        "| run | model | epochs | best valid (epoch) | test | paper | largest grad norm | wall time (per epoch) |\n|---|---|---|---|---|---|---|---|\n",
+        "| run | model | epochs | best valid (epoch) | test | paper | largest grad norm | largest Re λ | wall time (per epoch) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}%"));
     for r in rows {
@@ -283,7 +292,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} / {}{status} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} / {}{status} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.what,
             r.epochs,
@@ -293,6 +302,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
             pct(r.test),
             r.paper.map_or("–".into(), |p| format!("{p}%")),
             r.max_grad_norm.map_or("–".into(), |g| format!("{g:.2}")),
+            r.max_eigenvalue.map_or("–".into(), |l| format!("{l:.3}")),
             r.wall.map_or("–".into(), |(t, e)| format!(
                 "{:.1} h ({:.0} s)",
                 t / 3600.0,
@@ -318,6 +328,7 @@ mod tests {
             test: None,
             paper: None,
             max_grad_norm: None,
+            max_eigenvalue: None,
             wall: None,
             task,
             valid,
@@ -371,6 +382,32 @@ mod tests {
         let readme = runs_readme(&rows);
         assert!(readme.contains("](psmnist-validation.svg)"), "{readme}");
         assert!(readme.contains("](smnist-validation.svg)"), "{readme}");
+    }
+
+    #[test]
+    fn the_table_shows_each_runs_largest_eigenvalue_where_it_was_probed() {
+        let probed = RunRow {
+            max_eigenvalue: Some(-0.5293),
+            ..row("mnist-a", Task::Mnist, vec![Some(50.3)])
+        };
+        let table = runs_table(&[probed, row("smnist-a", Task::Smnist, vec![Some(70.0)])]);
+        let cells = |name: &str| -> Vec<String> {
+            let line = table.lines().find(|l| l.contains(name)).expect("row");
+            line.split('|').map(|c| c.trim().to_string()).collect()
+        };
+        let header: Vec<String> = table
+            .lines()
+            .next()
+            .expect("header")
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect();
+        let column = header
+            .iter()
+            .position(|c| c == "largest Re λ")
+            .expect("column");
+        assert_eq!(cells("mnist-a")[column], "-0.529");
+        assert_eq!(cells("smnist-a")[column], "–");
     }
 
     #[test]
