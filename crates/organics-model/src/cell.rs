@@ -27,10 +27,11 @@ use crate::time_constant::TimeConstant;
 /// Configuration of an [`OrganicsCell`], with the paper's defaults (docs/MODEL.md §5, §6).
 #[derive(Config, Debug)]
 pub struct OrganicsCellConfig {
-    /// Size of the input `x` at one time step (`n_in`; 1 for pixel-by-pixel MNIST).
-    pub n_in: usize,
-    /// Number of principal neurons `n` (and of modulators).
-    pub n: usize,
+    /// Size of the input `x` at one time step (`n_in` in docs/MODEL.md; 1 for
+    /// pixel-by-pixel MNIST).
+    pub d_input: usize,
+    /// Number of principal neurons (`n` in docs/MODEL.md), and of modulators.
+    pub d_hidden: usize,
     /// Rectified model (Appendix F). Default: `true`, as in the paper's sequence tasks.
     #[config(default = "true")]
     pub rectified: bool,
@@ -59,17 +60,17 @@ pub struct OrganicsCellConfig {
 /// paper's; the forward pass multiplies row-vector states by their transposes.
 #[derive(Module, Debug)]
 pub struct OrganicsCell {
-    /// Input drive `W_zx`, `[n, n_in]`.
+    /// Input drive `W_zx`, `[d_hidden, d_input]`.
     pub w_zx: Param<Tensor<2>>,
     /// Recurrent weights `W_r`, `[n, n]`.
     pub w_r: Param<Tensor<2>>,
-    /// Input to `b0`, `[n, n_in]`.
+    /// Input to `b0`, `[d_hidden, d_input]`.
     pub w_b0x: Param<Tensor<2>>,
     /// `y` to `b0`, `[n, n]`.
     pub w_b0y: Param<Tensor<2>>,
     /// `a` to `b0`, `[n, n]`.
     pub w_b0a: Param<Tensor<2>>,
-    /// Input to `b1`, `[n, n_in]`.
+    /// Input to `b1`, `[d_hidden, d_input]`.
     pub w_b1x: Param<Tensor<2>>,
     /// `y` to `b1`, `[n, n]`.
     pub w_b1y: Param<Tensor<2>>,
@@ -110,7 +111,7 @@ impl OrganicsCellConfig {
     /// gain weights Kaiming-uniform (a = √5), `L = ln(max(U(0,1), 1e-8))` with zero
     /// diagonal, time-constant parameters `N(0, 1)` (or 1 when fixed).
     pub fn init(&self, device: &Device) -> OrganicsCell {
-        let (n, n_in) = (self.n, self.n_in);
+        let (n, n_in) = (self.d_hidden, self.d_input);
         let uniform = Tensor::<2>::random([n, n], Distribution::Uniform(0.0, 1.0), device);
         let log_w = log_weights_zero_diagonal(uniform.clamp_min(1e-8).log());
         let learned = self.learn_time_constants;
@@ -139,7 +140,7 @@ impl OrganicsCellConfig {
 #[derive(Debug, Clone)]
 pub struct PreparedCell {
     pub(crate) n: usize,
-    /// `[W_zx; W_b0x; W_b1x]ᵀ`, `[n_in, 3n]`.
+    /// `[W_zx; W_b0x; W_b1x]ᵀ`, `[d_input, 3 d_hidden]`.
     pub(crate) w_x: Tensor<2>,
     /// `[W_r; W_b0y; W_b1y]ᵀ`, `[n, 3n]`: every product with `y` in one matmul.
     pub(crate) w_y: Tensor<2>,
@@ -226,7 +227,7 @@ impl OrganicsCell {
         }
     }
 
-    /// One Euler step from `state` with input `x` (`[batch, n_in]`).
+    /// One Euler step from `state` with input `x` (`[batch, d_input]`).
     ///
     /// For many steps, [`prepare`](Self::prepare) once and call [`PreparedCell::step`].
     ///

@@ -32,7 +32,7 @@ impl SeqClassifierConfig {
     pub fn init(&self, device: &Device) -> SeqClassifier {
         SeqClassifier {
             rnn: OrganicsRnnConfig::new(self.cell.clone()).init(device),
-            readout: LinearConfig::new(self.cell.n, self.num_classes).init(device),
+            readout: LinearConfig::new(self.cell.d_hidden, self.num_classes).init(device),
         }
     }
 }

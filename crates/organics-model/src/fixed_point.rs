@@ -34,10 +34,10 @@ use crate::spectral::spectral_normalize;
 /// Configuration of a [`FixedPointLayer`].
 #[derive(Config, Debug)]
 pub struct FixedPointLayerConfig {
-    /// Input size `m`.
-    pub n_in: usize,
-    /// Number of neurons `n`.
-    pub n: usize,
+    /// Input size (`m` in docs/MODEL.md).
+    pub d_input: usize,
+    /// Number of neurons (`n` in docs/MODEL.md).
+    pub d_hidden: usize,
     /// Learn `W_r` (spectral norm 1, Algorithm 1). `false`: `W_r = I` and the closed form.
     /// Default: `true`, the paper's static model.
     #[config(default = "true")]
@@ -90,7 +90,7 @@ impl FixedPointLayerConfig {
     /// `N(0, 1)` (the authors' Kaiming init is overwritten by a normal draw), `β0 = 0`,
     /// `L ~ U(−1, 0)` with zero diagonal, `V = I`.
     pub fn init(&self, device: &Device) -> FixedPointLayer {
-        let (n, m) = (self.n, self.n_in);
+        let (n, m) = (self.d_hidden, self.d_input);
         let log_w = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 0.0), device);
         FixedPointLayer {
             w_zx: Param::from_tensor(kaiming_uniform_a5(n, m, device)),

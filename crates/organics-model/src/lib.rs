@@ -26,7 +26,7 @@
 //! let device = Device::flex();
 //! // A circuit of 32 neurons reading one input per time step.
 //! let rnn = OrganicsRnnConfig::new(OrganicsCellConfig::new(1, 32)).init(&device);
-//! let input = Tensor::<3>::zeros([4, 100, 1], &device); // [batch, seq, n_in]
+//! let input = Tensor::<3>::zeros([4, 100, 1], &device); // [batch, seq, d_input]
 //! let state = rnn.forward(input);
 //! assert_eq!(state.y.dims(), [4, 32]);
 //! ```

@@ -14,7 +14,7 @@ pub struct OrganicsRnnConfig {
     pub cell: OrganicsCellConfig,
 }
 
-/// An [`OrganicsCell`] unrolled over `[batch, seq, n_in]` inputs.
+/// An [`OrganicsCell`] unrolled over `[batch, seq, d_input]` inputs.
 ///
 /// The initial state is the same for every sample and not learned (docs/MODEL.md §6):
 /// `y_0 ~ U(0,1)` scaled to unit norm, `a_0 ~ U(0,1)`, `b0_0 = 1`, `b1_0 ~ U(0,1)`.
@@ -49,7 +49,7 @@ pub struct OrganicsTrajectory {
 impl OrganicsRnnConfig {
     /// Initializes the cell and draws the fixed initial state.
     pub fn init(&self, device: &Device) -> OrganicsRnn {
-        let n = self.cell.n;
+        let n = self.cell.d_hidden;
         let fixed = |t: Tensor<1>| Param::from_tensor(t).set_require_grad(false);
         let uniform = || Tensor::<1>::random([n], Distribution::Uniform(0.0, 1.0), device);
         let y0 = uniform();
@@ -83,7 +83,7 @@ impl OrganicsRnn {
         4 * self.cell.size() + self.cell.num_fixed_params()
     }
 
-    /// Checks that `input` is `[batch, seq, n_in]` with `n_in` matching the cell.
+    /// Checks that `input` is `[batch, seq, d_input]` with `d_input` matching the cell.
     pub fn check_input(&self, input: &Tensor<3>) -> Result<(), ModelError> {
         let [batch, seq, n_in] = input.dims();
         if n_in != self.cell.input_size() || batch == 0 || seq == 0 {
@@ -96,7 +96,7 @@ impl OrganicsRnn {
         Ok(())
     }
 
-    /// Runs the circuit over `input` (`[batch, seq, n_in]`) and returns the final state.
+    /// Runs the circuit over `input` (`[batch, seq, d_input]`) and returns the final state.
     ///
     /// # Panics
     /// On a wrong input shape, like Burn's own recurrent modules; see
