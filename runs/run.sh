@@ -19,8 +19,16 @@
 # first 30 epochs of mnist-learned-128-64 (same seed, so the same data order).
 # Progress lines go to runs/<row>/train.log. XTASK overrides the command (default
 # `cargo xtask`); the runs start at low priority so builds and tests stay usable.
+#
+# In the background: `setsid bash runs/run.sh > runs.out 2>&1 &`. Where the kernel schedules
+# by session (autogroup, /proc/sys/kernel/sched_autogroup_enabled), `nice` only ranks
+# processes within their own session, so a script that leads its own session also lowers
+# that session's weight; it never touches a session it did not start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then
+  echo 19 > /proc/self/autogroup 2>/dev/null || true
+fi
 XTASK=${XTASK:-cargo xtask}
 TABLE2="--epochs 300 --patience 90"
 TABLE1="--task mnist --learned-recurrence --epochs 200 --patience 20"
