@@ -20,10 +20,10 @@
 # Progress lines go to runs/<row>/train.log. XTASK overrides the command (default
 # `cargo xtask`); the runs start at low priority so builds and tests stay usable.
 #
-# In the background: `setsid bash runs/run.sh > runs.out 2>&1 &`. Where the kernel schedules
-# by session (autogroup, /proc/sys/kernel/sched_autogroup_enabled), `nice` only ranks
-# processes within their own session, so a script that leads its own session also lowers
-# that session's weight; it never touches a session it did not start.
+# In the background: `setsid bash runs/run.sh > runs.out 2>&1 &`. Where Linux groups
+# processes for scheduling by terminal (its autogroup feature), `nice` only ranks processes
+# within their own group, so a script started through setsid also lowers its own group's
+# weight; it never touches a group it did not start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then

@@ -105,16 +105,10 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
 /// The epochs whose model, optimizer and scheduler checkpoints are all present, newest
 /// first (temporary files of an interrupted write are not checkpoints).
 pub fn complete_epochs(dir: &Path) -> Vec<usize> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut epochs: Vec<usize> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let rest = name.strip_prefix("model-")?.strip_suffix(".bpk")?;
-            rest.parse().ok()
-        })
+    let mut epochs: Vec<usize> = checkpoint_files(dir)
+        .into_iter()
+        .filter(|(part, _)| part == "model")
+        .map(|(_, epoch)| epoch)
         .filter(|&epoch| {
             PARTS
                 .iter()
@@ -123,6 +117,22 @@ pub fn complete_epochs(dir: &Path) -> Vec<usize> {
         .collect();
     epochs.sort_unstable_by(|a, b| b.cmp(a));
     epochs
+}
+
+/// Every `<part>-<epoch>.bpk` in `dir` whose part is one of [`PARTS`], as `(part, epoch)`.
+fn checkpoint_files(dir: &Path) -> Vec<(String, usize)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (part, epoch) = name.strip_suffix(".bpk")?.rsplit_once('-')?;
+            PARTS.contains(&part).then_some(())?;
+            Some((part.to_string(), epoch.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Removes every checkpoint file of the epochs older than the newest complete one, except
@@ -138,17 +148,9 @@ pub fn prune_checkpoints(dir: &Path, best: Option<usize>) -> Vec<usize> {
         return Vec::new();
     };
     let keep: Vec<usize> = complete.iter().copied().take(2).chain(best).collect();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut stale: Vec<usize> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let (part, rest) = name.strip_suffix(".bpk")?.rsplit_once('-')?;
-            PARTS.contains(&part).then_some(())?;
-            rest.parse().ok()
-        })
+    let mut stale: Vec<usize> = checkpoint_files(dir)
+        .into_iter()
+        .map(|(_, epoch)| epoch)
         .filter(|epoch| *epoch < newest && !keep.contains(epoch))
         .collect();
     stale.sort_unstable_by(|a, b| b.cmp(a));
