@@ -247,7 +247,7 @@ impl OrganicsCell {
     }
 }
 
-/// What one step computes besides the next state, kept by [`crate::bptt`] so that its
+/// What one step computes besides the next state, kept by [`crate::grad::sequence`] so that its
 /// backward pass does not recompute the step.
 #[derive(Debug, Clone)]
 pub(crate) struct StepRecord {

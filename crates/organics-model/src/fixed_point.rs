@@ -21,12 +21,10 @@
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
-use nalgebra::{DMatrix, DVector};
 
-use crate::algorithm1_cpu::{self, Recurrence};
-use crate::circuit::{Circuit, CircuitState};
+use crate::kernels::algorithm1::{self, Recurrence};
 use crate::error::ModelError;
-use crate::host::{from_f32, par_map, to_f32, to_f64, to_matrix};
+use crate::host::{from_f32, to_f32};
 use crate::init::{kaiming_uniform_a5, log_weights_zero_diagonal};
 use crate::solve::solve_gated;
 use crate::spectral::spectral_normalize;
@@ -138,7 +136,7 @@ impl FixedPointLayer {
     }
 
     /// The unit-norm input drive `z` and the input gain `b1` of each sample, `[batch, n]` each.
-    fn input_terms(&self, input: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    pub(crate) fn input_terms(&self, input: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let projected = input.clone().matmul(self.w_zx.val().transpose());
         // The clamp only guards an all-zero projection, which would otherwise give 0/0.
         let norm = projected
@@ -201,7 +199,7 @@ impl FixedPointLayer {
         }
     }
 
-    /// Algorithm 1 forward only, on the host ([`crate::algorithm1_cpu`]): per-sample `f32`
+    /// Algorithm 1 forward only, on the host ([`crate::kernels::algorithm1`]): per-sample `f32`
     /// LU factorisations on every core, where the tensor path inverts each system in `f64`
     /// for the sake of its gradient. Used when nothing asks for a gradient (validation,
     /// evaluation, analysis).
@@ -215,9 +213,9 @@ impl FixedPointLayer {
         let [batch, n] = drive.dims();
         let device = drive.device();
         let rec = Recurrence::new(to_f32(w_r)?, n, self.iterations, self.linear_gate);
-        let w_norm = crate::cpu::transpose(&to_f32(w_t)?, n, n);
+        let w_norm = crate::kernels::elementwise::transpose(&to_f32(w_t)?, n, n);
         let (y, a) =
-            algorithm1_cpu::fixed_points(&rec, &w_norm, &to_f32(base)?, &to_f32(drive)?, n);
+            algorithm1::fixed_points(&rec, &w_norm, &to_f32(base)?, &to_f32(drive)?, n);
         Ok(FixedPoint {
             y: from_f32(y, [batch, n], &device),
             a: from_f32(a, [batch, n], &device),
@@ -247,67 +245,5 @@ impl FixedPointLayer {
             Err(_) => Tensor::full([batch, self.size()], f32::NAN, &device),
         }
     }
-
-    /// The host circuits of each sample (main model, `τ_y = τ_a = 1`), for stability analysis
-    /// of the layer's fixed points with [`crate::stability`].
-    pub fn circuits(&self, input: Tensor<2>) -> Result<Vec<Circuit>, ModelError> {
-        let [batch, _] = input.dims();
-        let n = self.size();
-        let (z, b1) = self.input_terms(input);
-        let (z, b1) = (to_f64(z)?, to_f64(b1)?);
-        let b0 = DVector::from_vec(to_f64(activation::sigmoid(self.beta0.val()))?);
-        let w = to_matrix(self.log_w.val().exp())?;
-        let w_r = match self.recurrence() {
-            None => DMatrix::identity(n, n),
-            Some(w_r) => to_matrix(w_r?)?,
-        };
-        Ok((0..batch)
-            .map(|i| Circuit {
-                w_r: w_r.clone(),
-                w: w.clone(),
-                sigma: DVector::from_element(n, self.sigma),
-                b0: b0.clone(),
-                b1: DVector::from_row_slice(&b1[i * n..(i + 1) * n]),
-                tau_y: DVector::from_element(n, 1.0),
-                tau_a: DVector::from_element(n, 1.0),
-                z: DVector::from_row_slice(&z[i * n..(i + 1) * n]),
-                rectified: false,
-            })
-            .collect())
-    }
-
-    /// For each sample, the largest real part of the Jacobian's eigenvalues at the layer's
-    /// fixed point (negative: stable).
-    ///
-    /// ```
-    /// use burn::prelude::*;
-    /// use organics_model::FixedPointLayerConfig;
-    ///
-    /// let device = Device::flex();
-    /// let layer = FixedPointLayerConfig::new(10, 6).with_learn_recurrence(false).init(&device);
-    /// let leading = layer.max_real_eigenvalues(Tensor::ones([3, 10], &device)).unwrap();
-    /// assert!(leading.iter().all(|&re| re < 0.0)); // W_r = I: always stable (Theorem 4.1)
-    /// ```
-    pub fn max_real_eigenvalues(&self, input: Tensor<2>) -> Result<Vec<f64>, ModelError> {
-        let fp = self.try_fixed_point(input.clone())?;
-        let n = self.size();
-        let (y, a) = (to_f64(fp.y)?, to_f64(fp.a)?);
-        let samples: Vec<(Circuit, CircuitState)> = self
-            .circuits(input)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let state = CircuitState {
-                    y: DVector::from_row_slice(&y[i * n..(i + 1) * n]),
-                    a: DVector::from_row_slice(&a[i * n..(i + 1) * n]),
-                };
-                (c, state)
-            })
-            .collect();
-        par_map(&samples, |(c, state)| {
-            crate::stability::max_real_eigenvalue(c, state)
-        })
-        .into_iter()
-        .collect()
-    }
 }
+

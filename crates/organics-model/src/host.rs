@@ -48,39 +48,3 @@ pub(crate) fn from_matrix(m: &DMatrix<f64>, device: &Device) -> Tensor<2> {
     let rows: Vec<f64> = m.transpose().as_slice().to_vec();
     from_f64(&rows, [m.nrows(), m.ncols()], device)
 }
-
-/// `f` over `items` on every available core, results in order. Eigenvalue problems of
-/// one sample are independent and cost milliseconds each, so analysing a test set is
-/// worth spreading over the cores.
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = crate::cpu::cores();
-    if threads < 2 || items.len() < 2 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            // A panic in `f` is a bug, not an input error: pass it on.
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn par_map_keeps_order() {
-        let items: Vec<u64> = (0..1000).collect();
-        let squares = par_map(&items, |&x| x * x);
-        assert_eq!(squares, items.iter().map(|x| x * x).collect::<Vec<_>>());
-        assert!(par_map(&[] as &[u64], |&x| x).is_empty());
-    }
-}

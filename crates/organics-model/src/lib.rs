@@ -10,11 +10,12 @@
 //! - [`FixedPointLayer`]: the circuit's fixed point for a static input, closed form for
 //!   `W_r = I` and paper Algorithm 1 otherwise (static MNIST).
 //! - [`SeqClassifier`], [`StaticClassifier`]: the paper's classifiers.
-//! - [`bptt`], [`static_grad`]: hand-derived gradients (backpropagation through time for the
-//!   sequence model, the static classifier's loss and gradients), with fused CPU kernels.
-//! - [`circuit`], [`stability`]: the continuous-time circuit on the host, its Jacobian and
-//!   the eigenvalue with the largest real part; [`planar`]: the 2-D circuit's fixed points
-//!   and nullclines; [`experiments`]: the paper's random-circuit experiments.
+//! - [`grad`]: hand-derived gradients (backpropagation through time for the sequence
+//!   model, the static classifier's loss and gradients) and their bridges to Burn's
+//!   autodiff; the fused CPU kernels behind them live in the private `kernels` folder.
+//! - [`analysis`] (cargo feature `analysis`, on by default): the continuous-time circuit on
+//!   the host, its Jacobian and eigenvalues, the 2-D circuit's fixed points and nullclines,
+//!   the paper's random-circuit experiments.
 //!
 //! The crate depends on `burn` without any backend feature: pick the backend in your own
 //! crate and pass its `Device`.
@@ -31,39 +32,29 @@
 //! assert_eq!(state.y.dims(), [4, 32]);
 //! ```
 
-mod algorithm1_cpu;
-pub mod bptt;
-mod bptt_cpu;
+#[cfg(feature = "analysis")]
+pub mod analysis;
 pub mod cell;
-pub mod circuit;
 pub mod classifier;
-mod cpu;
 pub mod error;
-pub mod experiments;
 pub mod fixed_point;
+pub mod grad;
 mod host;
 mod init;
-pub mod planar;
+mod kernels;
 pub mod rnn;
 mod solve;
 mod spectral;
-pub mod stability;
-mod static_cpu;
-pub mod static_grad;
 pub mod time_constant;
 
 pub use cell::{OrganicsCell, OrganicsCellConfig, OrganicsState, PreparedCell};
-pub use circuit::{Circuit, CircuitState, SplitMix64};
 pub use classifier::{
     SeqClassifier, SeqClassifierConfig, StaticClassifier, StaticClassifierConfig, StaticOutput,
 };
 pub use error::ModelError;
 pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig};
-/// The linear algebra crate of the host-side tools, re-exported so users need no own copy.
-pub use nalgebra;
-pub use planar::{PlanarCircuit, PlanarFixedPoint};
+pub use grad::{BpttKernel, RecordedSequence, StaticLossGrads};
 pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
-pub use static_grad::StaticLossGrads;
 pub use time_constant::TimeConstant;
 
 /// The items most users need.

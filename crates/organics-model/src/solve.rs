@@ -26,7 +26,8 @@ use burn::prelude::*;
 use nalgebra::DMatrix;
 
 use crate::error::ModelError;
-use crate::host::{from_f64, par_map, to_f64, to_matrix};
+use crate::host::{from_f64, to_f64, to_matrix};
+use crate::kernels::threads::par_map;
 
 /// Solves `(I − D(gate_i) W_r) y_i = rhs_i` for every row `i`, differentiably.
 ///

@@ -7,9 +7,9 @@ use common::values;
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use organics_model::nalgebra::DVector;
-use organics_model::stability::max_real_eigenvalue;
-use organics_model::{Circuit, CircuitState, FixedPointLayer, FixedPointLayerConfig, SplitMix64};
+use organics_model::analysis::nalgebra::DVector;
+use organics_model::analysis::{Circuit, CircuitState, SplitMix64, max_real_eigenvalue};
+use organics_model::{FixedPointLayer, FixedPointLayerConfig};
 
 const DT: f64 = 0.01;
 
@@ -160,7 +160,7 @@ fn burn_layer_algorithm1_matches_host_and_simulation() {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .expect("data");
-    let host = organics_model::nalgebra::DMatrix::from_row_slice(
+    let host = organics_model::analysis::nalgebra::DMatrix::from_row_slice(
         10,
         10,
         &top.iter().map(|&v| v as f64).collect::<Vec<_>>(),

@@ -1,11 +1,11 @@
 //! `cargo xtask analyze`: the paper's random-circuit experiments as JSON and a printed table.
 //!
-//! The experiments themselves live in [`organics_model::experiments`]; this module runs
+//! The experiments themselves live in [`organics_model::analysis::experiments`]; this module runs
 //! them with the settings and writes what they measured.
 
 use std::path::Path;
 
-use organics_model::experiments::{convergence_trials, stability_trials};
+use organics_model::analysis::experiments::{convergence_trials, stability_trials};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;

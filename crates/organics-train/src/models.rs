@@ -14,7 +14,7 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use crate::options::GradientPath;
 use crate::output::StepOutput;
 use organics_data::{SequenceBatch, StaticBatch};
-use organics_model::bptt::BpttKernel;
+use organics_model::BpttKernel;
 use organics_model::{SeqClassifier, StaticClassifier};
 
 fn classification(
@@ -39,7 +39,7 @@ fn classification(
 /// ORGaNICs on pixel sequences (sMNIST, psMNIST).
 ///
 /// Training backpropagates through time with the model crate's hand-derived backward pass
-/// ([`organics_model::bptt`]), which gives the gradients of the plain autodiff path (a test
+/// ([`organics_model::grad::sequence`]), which gives the gradients of the plain autodiff path (a test
 /// checks them to 1e-5) several times faster: on the CPU backends in its fused host kernel,
 /// on a GPU in tensor ops. `gradients` picks the path, for comparison.
 #[derive(Module, Debug)]
@@ -79,7 +79,7 @@ impl SeqLstm {
 /// The static ORGaNICs classifier; loss = cross-entropy + MSE(reconstruction, image).
 ///
 /// On a CPU backend, training takes its loss and gradients from the model crate's fused
-/// kernel ([`organics_model::static_grad`]: the closed form for `W_r = I`, Algorithm 1 for
+/// kernel ([`organics_model::grad::static_step`]: the closed form for `W_r = I`, Algorithm 1 for
 /// a learned `W_r`; tests check every gradient against autodiff); otherwise, and with
 /// `gradients` other than `Fused`, from Burn's autodiff.
 #[derive(Module, Debug)]

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use organics_model::PlanarCircuit;
+use organics_model::analysis::PlanarCircuit;
 use plotters::prelude::*;
 use serde::Serialize;
 

@@ -1,4 +1,4 @@
-//! The fused CPU kernel of [`crate::static_grad`]: a static classifier's forward pass, loss
+//! The fused CPU kernel of [`crate::grad::static_step`]: a static classifier's forward pass, loss
 //! and hand-derived backward pass (autoencoder, closed-form fixed-point layers with
 //! `W_r = I`, readout) as plain `f32` loops and direct matrix products on the host.
 //!
@@ -21,8 +21,10 @@
 
 use std::sync::Mutex;
 
-use crate::algorithm1_cpu::{self, Recurrence, SolveWork};
-use crate::cpu::{Mat, cut, cut_mut, matmul, on_threads, relu, shard_rows, sigmoid};
+use crate::kernels::algorithm1::{self, Recurrence, SolveWork};
+use crate::kernels::elementwise::{relu, sigmoid};
+use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
+use crate::kernels::threads::{on_threads, shard_rows};
 
 /// Where `‖W_zx u‖` is clamped, as in [`crate::fixed_point`].
 const NORM_FLOOR: f32 = 1e-12;
@@ -527,7 +529,7 @@ fn shard_pass(
     shard_pass_body(net, x, labels, batch, work)
 }
 
-/// The same code compiled for AVX2 (see [`crate::bptt_cpu`]): the element-wise loops run
+/// The same code compiled for AVX2 (see [`crate::kernels::sequence`]): the element-wise loops run
 /// 8 lanes wide; multiplies and adds are not contracted, so results match the baseline.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -660,7 +662,7 @@ fn fixed_point_forward(l: &HostFixedPoint, u: Mat, f: &mut FixedPointWork, rows:
                 d[j] = b1[j] * z[j];
             }
         }
-        algorithm1_cpu::forward(rec, &l.w_norm, &l.base(), solve);
+        algorithm1::forward(rec, &l.w_norm, &l.base(), solve);
         for (out, &y) in f.out[..rows * n].iter_mut().zip(solve.output()) {
             let rate = relu(y);
             *out = rate * rate;
@@ -712,7 +714,7 @@ fn fixed_point_backward(
             solve.seed_output_grad(&f.g_out[..rows * n]);
             // d̄ goes to the first half of g_pq, as the closed form's direct part does;
             // no `s = d²` term here.
-            algorithm1_cpu::backward(rec, &l.w_norm, solve, &mut f.g_s);
+            algorithm1::backward(rec, &l.w_norm, solve, &mut f.g_s);
             for r in 0..rows {
                 f.g_pq[r * 2 * n..r * 2 * n + n].copy_from_slice(&f.g_s[r * n..(r + 1) * n]);
             }

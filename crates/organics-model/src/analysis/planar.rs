@@ -17,9 +17,9 @@
 
 use nalgebra::{DMatrix, DVector};
 
-use crate::circuit::{Circuit, CircuitState};
+use super::circuit::{Circuit, CircuitState};
 use crate::error::ModelError;
-use crate::stability::{Eigenvalue, eigenvalues};
+use super::stability::{Eigenvalue, eigenvalues};
 
 /// A circuit of one principal neuron and one modulator, all parameters scalar.
 #[derive(Debug, Clone, Copy, PartialEq)]

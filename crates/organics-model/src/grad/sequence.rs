@@ -27,7 +27,7 @@
 use burn::prelude::*;
 use burn::tensor::{Gradients, activation};
 
-use crate::bptt_cpu::{HostCell, HostSequence};
+use crate::kernels::sequence::{HostCell, HostSequence};
 use crate::cell::{OrganicsState, PreparedCell, StepRecord};
 use crate::host::{from_f32, to_f32};
 use crate::rnn::OrganicsRnn;
@@ -38,7 +38,7 @@ pub enum BpttKernel {
     /// Burn tensor ops on the input's device: any backend, and the choice on a GPU.
     #[default]
     TensorOps,
-    /// The fused `f32` kernel on the host's cores (`bptt_cpu.rs`); inputs, final state
+    /// The fused `f32` kernel on the host's cores ([`crate::kernels::sequence`]); inputs, final state
     /// and gradients are copied between the device and the host once per sequence. The
     /// choice on the CPU backends (flex, ndarray), where it is several times faster.
     FusedCpu,

@@ -1,13 +1,13 @@
 //! Stability tools: the eigenvalue of a Jacobian with the largest real part.
 //!
 //! A fixed point of the circuit is locally asymptotically stable when every eigenvalue of
-//! the Jacobian there (see [`Circuit::jacobian`](crate::circuit::Circuit::jacobian)) has a
+//! the Jacobian there (see [`Circuit::jacobian`](super::circuit::Circuit::jacobian)) has a
 //! negative real part. The Jacobians are small (2n x 2n), so they are handled on the host in
 //! `f64` with nalgebra's real Schur decomposition.
 
 use nalgebra::DMatrix;
 
-use crate::circuit::{Circuit, CircuitState};
+use super::circuit::{Circuit, CircuitState};
 use crate::error::ModelError;
 
 /// An eigenvalue `re + i·im`.
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn leading_eigenvalues_of_circuit_jacobians_are_eigenvalues() {
-        let mut rng = crate::SplitMix64::new(5);
+        let mut rng = crate::analysis::SplitMix64::new(5);
         for (n, norm) in [(32, None), (48, Some(1.0)), (64, None)] {
             let c = Circuit::random(n, norm, &mut rng);
             let fp = match norm {

@@ -7,9 +7,9 @@
 
 use nalgebra::DVector;
 
-use crate::circuit::{Circuit, CircuitState, SplitMix64};
+use super::circuit::{Circuit, CircuitState, SplitMix64};
 use crate::error::ModelError;
-use crate::stability::max_real_eigenvalue;
+use super::stability::max_real_eigenvalue;
 
 /// Time step of the reference simulations, as a fraction of the smallest time constant.
 const DT_FRACTION: f64 = 0.05;

@@ -29,13 +29,13 @@ use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use crate::algorithm1_cpu::Recurrence;
+use crate::kernels::algorithm1::Recurrence;
 use crate::classifier::StaticClassifier;
 use crate::error::ModelError;
 use crate::fixed_point::FixedPointLayer;
 use crate::host::{from_f32, to_f32, to_matrix};
 use crate::spectral::HostSpectral;
-use crate::static_cpu::{HostFixedPoint, HostLinear, HostStatic, LinearGrads};
+use crate::kernels::static_step::{HostFixedPoint, HostLinear, HostStatic, LinearGrads};
 
 /// Loss, logits and parameter gradients of one training step of a [`StaticClassifier`].
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl StaticClassifier {
 
     /// The training loss `cross-entropy(logits, labels) + mean((reconstruction − images)²)`
     /// and its gradient with respect to every parameter, by the fused CPU kernel (see the
-    /// [module documentation](crate::static_grad)). `images` is `[batch, input]`, `labels`
+    /// [module documentation](crate::grad::static_step)). `images` is `[batch, input]`, `labels`
     /// `[batch]` class indices.
     ///
     /// # Errors

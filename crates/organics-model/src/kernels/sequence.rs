@@ -1,4 +1,4 @@
-//! The fused CPU kernel of [`crate::bptt`]: the same forward and backward pass, written as
+//! The fused CPU kernel of [`crate::grad::sequence`]: the same forward and backward pass, written as
 //! plain `f32` loops and direct matrix-multiply calls on the host.
 //!
 //! On the CPU backends a 784-step sequence spent about half of its time outside the matrix
@@ -10,14 +10,16 @@
 //! without synchronising, and the weight gradients of the shards are summed at the end.
 //!
 //! The equations and their order of evaluation are those of [`crate::cell`] and
-//! [`crate::bptt`], so the values agree with the tensor path to rounding (a test checks
+//! [`crate::grad::sequence`], so the values agree with the tensor path to rounding (a test checks
 //! every gradient against Burn's autodiff to 1e-5). Weight gradients `Σ_t stateᵀ δ` are
 //! accumulated every [`CHUNK`] steps as one product over `CHUNK · rows` samples, which keeps
 //! the products large without holding the deltas of all 784 steps.
 
 use std::sync::Mutex;
 
-use crate::cpu::{Mat, cut, cut_mut, matmul, on_threads, relu, shard_rows, sigmoid, transpose};
+use crate::kernels::elementwise::{relu, sigmoid, transpose};
+use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
+use crate::kernels::threads::{on_threads, shard_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
 const CHUNK: usize = 16;
@@ -412,7 +414,7 @@ fn time_major(v: &[f32], first: usize, rows: usize, width: usize) -> Mat<'_> {
     Mat::new(v, first * width, rows, width)
 }
 
-/// One shard back through every step (see [`crate::bptt`] for the equations).
+/// One shard back through every step (see [`crate::grad::sequence`] for the equations).
 fn backward_shard(c: &HostCell, tr: &Transposed, tape: &ShardTape, grad_y: &[f32]) -> HostGrads {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {

@@ -1,5 +1,5 @@
 //! Paper Algorithm 1 on the host, forward and backward: the fixed point of a fixed-point
-//! layer with a learned `W_r`, for the fused static kernel ([`crate::static_cpu`]).
+//! layer with a learned `W_r`, for the fused static kernel ([`crate::kernels::static_step`]).
 //!
 //! Forward, per sample (`d = b1 ⊙ z`, `base = σ² b0²`, `W = exp(L)`, `K` iterations), the
 //! equations of [`crate::fixed_point`]:
@@ -44,7 +44,8 @@ use faer::linalg::lu::partial_pivoting::{factor, solve};
 use faer::perm::PermRef;
 use faer::{MatMut, MatRef, Par};
 
-use crate::cpu::{Mat, cut, cut_mut, matmul, relu};
+use crate::kernels::elementwise::relu;
+use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 
 /// A learned recurrence on the host.
 #[derive(Debug, Clone)]
@@ -63,7 +64,7 @@ impl Recurrence {
     /// `w_r` row-major `[n, n]`.
     pub(crate) fn new(w_r: Vec<f32>, n: usize, iterations: usize, linear_gate: bool) -> Self {
         Recurrence {
-            w_r_cols: crate::cpu::transpose(&w_r, n, n),
+            w_r_cols: crate::kernels::elementwise::transpose(&w_r, n, n),
             w_r,
             iterations,
             linear_gate,
@@ -387,7 +388,7 @@ pub(crate) fn fixed_points(
     let batch = drive.len() / n.max(1);
     let mut y = vec![0.0; batch * n];
     let mut a = vec![0.0; batch * n];
-    let shards = crate::cpu::shard_rows(batch);
+    let shards = crate::kernels::threads::shard_rows(batch);
     let mut jobs = Vec::with_capacity(shards.len());
     let (mut y_rest, mut a_rest) = (&mut y[..], &mut a[..]);
     for &(start, rows) in &shards {
@@ -396,7 +397,7 @@ pub(crate) fn fixed_points(
         jobs.push((&drive[start * n..(start + rows) * n], y_mine, a_mine));
         (y_rest, a_rest) = (y_tail, a_tail);
     }
-    crate::cpu::on_threads(jobs, |(drive, y, a)| {
+    crate::kernels::threads::on_threads(jobs, |(drive, y, a)| {
         let mut work: Option<SolveWork> = None;
         let blocks = drive
             .chunks(BLOCK_ROWS * n)

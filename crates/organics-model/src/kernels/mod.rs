@@ -1,0 +1,15 @@
+//! The fused CPU kernels: the hand-derived forward and backward passes of
+//! [`crate::grad`] as plain `f32` loops over preallocated buffers, with the matrix
+//! products handed to the `gemm` crate and the batch split over the cores.
+//!
+//! One file per job: [`sequence`] (a sequence's backpropagation through time),
+//! [`static_step`] (a static classifier's training step) with [`algorithm1`] (the fixed
+//! point of a learned `W_r`), and their shared primitives: [`mat`] (checked matrix views
+//! and products), [`elementwise`], [`threads`] (shards of the batch).
+
+pub(crate) mod algorithm1;
+pub(crate) mod elementwise;
+pub(crate) mod mat;
+pub(crate) mod sequence;
+pub(crate) mod static_step;
+pub(crate) mod threads;
