@@ -22,10 +22,10 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
 
-use crate::kernels::algorithm1::{self, Recurrence};
 use crate::error::ModelError;
 use crate::host::{from_f32, to_f32};
 use crate::init::{kaiming_uniform_a5, log_weights_zero_diagonal};
+use crate::kernels::algorithm1::{self, Recurrence};
 use crate::solve::solve_gated;
 use crate::spectral::spectral_normalize;
 
@@ -214,8 +214,7 @@ impl FixedPointLayer {
         let device = drive.device();
         let rec = Recurrence::new(to_f32(w_r)?, n, self.iterations, self.linear_gate);
         let w_norm = crate::kernels::elementwise::transpose(&to_f32(w_t)?, n, n);
-        let (y, a) =
-            algorithm1::fixed_points(&rec, &w_norm, &to_f32(base)?, &to_f32(drive)?, n);
+        let (y, a) = algorithm1::fixed_points(&rec, &w_norm, &to_f32(base)?, &to_f32(drive)?, n);
         Ok(FixedPoint {
             y: from_f32(y, [batch, n], &device),
             a: from_f32(a, [batch, n], &device),
@@ -246,4 +245,3 @@ impl FixedPointLayer {
         }
     }
 }
-

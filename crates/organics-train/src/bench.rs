@@ -14,9 +14,9 @@ use crate::config::TrainConfig;
 use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::error::TrainError;
 use crate::models::{HarnessModel, Truncate};
-use crate::optimizer::HostAdam;
 use crate::options::{BackendKind, GradientPath, ModelKind, Task};
 use organics_data::{DigitItem, PixelOrder};
+use organics_model::HostAdam;
 
 /// What to time.
 #[derive(Debug, Clone)]

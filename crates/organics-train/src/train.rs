@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::optimizer::HostAdam;
 use burn::data::dataloader::DataLoader;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -21,6 +20,7 @@ use burn::train::{Interrupter, Learner, SupervisedTraining};
 use organics_data::{
     DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
 };
+use organics_model::HostAdam;
 use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierConfig};
 
 use crate::checkpoint::{

@@ -8,8 +8,8 @@
 use nalgebra::DVector;
 
 use super::circuit::{Circuit, CircuitState, SplitMix64};
-use crate::error::ModelError;
 use super::stability::max_real_eigenvalue;
+use crate::error::ModelError;
 
 /// Time step of the reference simulations, as a fraction of the smallest time constant.
 const DT_FRACTION: f64 = 0.05;

@@ -69,10 +69,8 @@ impl FixedPointLayer {
                 (c, state)
             })
             .collect();
-        par_map(&samples, |(c, state)| {
-            max_real_eigenvalue(c, state)
-        })
-        .into_iter()
-        .collect()
+        par_map(&samples, |(c, state)| max_real_eigenvalue(c, state))
+            .into_iter()
+            .collect()
     }
 }

@@ -18,8 +18,8 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::circuit::{Circuit, CircuitState};
-use crate::error::ModelError;
 use super::stability::{Eigenvalue, eigenvalues};
+use crate::error::ModelError;
 
 /// A circuit of one principal neuron and one modulator, all parameters scalar.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -27,9 +27,9 @@
 use burn::prelude::*;
 use burn::tensor::{Gradients, activation};
 
-use crate::kernels::sequence::{HostCell, HostSequence};
 use crate::cell::{OrganicsState, PreparedCell, StepRecord};
 use crate::host::{from_f32, to_f32};
+use crate::kernels::sequence::{HostCell, HostSequence};
 use crate::rnn::OrganicsRnn;
 
 /// Where [`OrganicsRnn::forward_recorded_with`] runs a sequence and its backward pass.

@@ -29,13 +29,13 @@ use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use crate::kernels::algorithm1::Recurrence;
 use crate::classifier::StaticClassifier;
 use crate::error::ModelError;
 use crate::fixed_point::FixedPointLayer;
 use crate::host::{from_f32, to_f32, to_matrix};
-use crate::spectral::HostSpectral;
+use crate::kernels::algorithm1::Recurrence;
 use crate::kernels::static_step::{HostFixedPoint, HostLinear, HostStatic, LinearGrads};
+use crate::spectral::HostSpectral;
 
 /// Loss, logits and parameter gradients of one training step of a [`StaticClassifier`].
 #[derive(Debug)]

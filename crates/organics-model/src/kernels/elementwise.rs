@@ -68,4 +68,3 @@ mod tests {
         assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
     }
 }
-

@@ -4,12 +4,17 @@
 //!
 //! One file per job: [`sequence`] (a sequence's backpropagation through time),
 //! [`static_step`] (a static classifier's training step) with [`algorithm1`] (the fixed
-//! point of a learned `W_r`), and their shared primitives: [`mat`] (checked matrix views
-//! and products), [`elementwise`], [`threads`] (shards of the batch).
+//! point of a learned `W_r`), [`adam`] (the optimizer step in one pass), and their shared
+//! primitives: [`mat`] (checked matrix views and products), [`elementwise`], [`simd`] (the
+//! one run-time choice of vector instructions), [`threads`] (shards of the batch),
+//! [`pool`] (buffers reused between calls).
 
+pub(crate) mod adam;
 pub(crate) mod algorithm1;
 pub(crate) mod elementwise;
 pub(crate) mod mat;
+pub(crate) mod pool;
 pub(crate) mod sequence;
+pub(crate) mod simd;
 pub(crate) mod static_step;
 pub(crate) mod threads;

@@ -15,10 +15,12 @@
 //! accumulated every [`CHUNK`] steps as one product over `CHUNK · rows` samples, which keeps
 //! the products large without holding the deltas of all 784 steps.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
 
 use crate::kernels::elementwise::{relu, sigmoid, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
+use crate::kernels::pool::Spare;
+use crate::kernels::simd::vectorized;
 use crate::kernels::threads::{on_threads, shard_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
@@ -89,52 +91,43 @@ pub(crate) struct ShardTape {
     da: Vec<f32>,
 }
 
-/// Tape buffers of finished sequences, kept for the next one. A tape holds tens of MB per
-/// array, which the allocator maps fresh from the kernel every time; the page faults of
-/// touching them cost about 10% of a 784-step training step (perf).
-static SPARE: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
-
-/// At most this many spare buffers are kept (two tapes' worth at two shards).
-const MAX_SPARE: usize = 36;
-
-/// A zeroed buffer of `len` values, reusing a spare one when it is large enough.
-fn buffer(len: usize) -> Vec<f32> {
-    // A panic elsewhere while the lock was held leaves the list itself intact.
-    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-    match spare.iter().position(|v| v.capacity() >= len) {
-        Some(i) => {
-            let mut v = spare.swap_remove(i);
-            drop(spare);
-            v.clear();
-            v.resize(len, 0.0);
-            v
-        }
-        None => vec![0.0; len],
-    }
-}
-
-impl Drop for ShardTape {
-    fn drop(&mut self) {
-        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-        for v in [
-            &mut self.y,
-            &mut self.a,
-            &mut self.b0,
-            &mut self.b1,
-            &mut self.zx,
-            &mut self.ry,
-            &mut self.g0,
-            &mut self.g1,
-            &mut self.da,
-        ] {
-            if spare.len() < MAX_SPARE {
-                spare.push(std::mem::take(v));
-            }
-        }
-    }
+thread_local! {
+    /// Tape buffers of finished sequences, kept for the next one on this thread
+    /// (see [`Spare`]).
+    static SPARE: RefCell<Spare<Vec<f32>>> = const { RefCell::new(Spare::new()) };
 }
 
 impl ShardTape {
+    /// A tape for `rows` samples over `steps` steps of `n` neurons, its buffers zeroed and
+    /// taken from `spare` where it can.
+    fn new(spare: &mut Spare<Vec<f32>>, x: Vec<f32>, rows: usize, steps: usize, n: usize) -> Self {
+        let block = rows * n;
+        let mut states = || spare.zeroed((steps + 1) * block);
+        let (y, a, b0, b1) = (states(), states(), states(), states());
+        let mut per_step = || spare.zeroed(steps * block);
+        ShardTape {
+            rows,
+            steps,
+            x,
+            y,
+            a,
+            b0,
+            b1,
+            zx: per_step(),
+            ry: per_step(),
+            g0: per_step(),
+            g1: per_step(),
+            da: per_step(),
+        }
+    }
+
+    /// The buffers worth keeping for the next sequence.
+    fn into_buffers(self) -> [Vec<f32>; 9] {
+        [
+            self.y, self.a, self.b0, self.b1, self.zx, self.ry, self.g0, self.g1, self.da,
+        ]
+    }
+
     /// The state after the last step: `y, a, b0, b1`, `[rows, n]` each.
     pub(crate) fn last(&self, n: usize) -> [&[f32]; 4] {
         let block = self.rows * n;
@@ -201,6 +194,17 @@ pub(crate) struct HostSequence {
     pub(crate) shards: Vec<ShardTape>,
 }
 
+impl Drop for HostSequence {
+    fn drop(&mut self) {
+        let buffers: Vec<Vec<f32>> = self
+            .shards
+            .drain(..)
+            .flat_map(ShardTape::into_buffers)
+            .collect();
+        SPARE.with_borrow_mut(|spare| spare.give(buffers));
+    }
+}
+
 impl HostSequence {
     /// Runs the circuit from `initial` (`y, a, b0, b1`, `[n]` each, the same for every
     /// sample) over `input`, row-major `[batch, steps, n_in]`.
@@ -213,16 +217,28 @@ impl HostSequence {
     ) -> Self {
         let n_in = cell.n_in;
         assert_eq!(input.len(), batch * steps * n_in, "input length");
-        let shards = on_threads(shard_rows(batch), |(first, rows)| {
+        // The tapes are taken on this thread, which keeps the spare buffers between calls.
+        let tapes: Vec<_> = SPARE.with_borrow_mut(|spare| {
+            shard_rows(batch)
+                .into_iter()
+                .map(|(first, rows)| {
+                    let x = vec![0.0; steps * rows * n_in];
+                    (first, ShardTape::new(spare, x, rows, steps, cell.n))
+                })
+                .collect()
+        });
+        let shards = on_threads(tapes, |(first, mut tape)| {
             // Time-major inputs, so that a chunk of steps is one contiguous matrix.
-            let mut x = vec![0.0; steps * rows * n_in];
+            let rows = tape.rows;
             for r in 0..rows {
                 for t in 0..steps {
                     let from = ((first + r) * steps + t) * n_in;
-                    x[(t * rows + r) * n_in..][..n_in].copy_from_slice(&input[from..from + n_in]);
+                    tape.x[(t * rows + r) * n_in..][..n_in]
+                        .copy_from_slice(&input[from..from + n_in]);
                 }
             }
-            forward_shard(&cell, initial, x, rows, steps)
+            forward_shard(&cell, initial, &mut tape);
+            tape
         });
         HostSequence { cell, shards }
     }
@@ -265,62 +281,18 @@ impl HostSequence {
 }
 
 /// One shard through every step (see [`crate::cell`] for the equations).
-fn forward_shard(
-    c: &HostCell,
-    initial: [&[f32]; 4],
-    x: Vec<f32>,
-    rows: usize,
-    steps: usize,
-) -> ShardTape {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { forward_shard_avx2(c, initial, x, rows, steps) };
-    }
-    forward_shard_body(c, initial, x, rows, steps)
-}
-
-/// The same code compiled for AVX2: the element-wise loops run 8 lanes wide instead of the
-/// 4 of the x86-64 baseline. Multiplies and adds stay separate (Rust does not contract
-/// them into FMAs), so the results are bit-identical to the baseline build.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn forward_shard_avx2(
-    c: &HostCell,
-    initial: [&[f32]; 4],
-    x: Vec<f32>,
-    rows: usize,
-    steps: usize,
-) -> ShardTape {
-    forward_shard_body(c, initial, x, rows, steps)
+fn forward_shard(c: &HostCell, initial: [&[f32]; 4], tape: &mut ShardTape) {
+    vectorized(
+        #[inline(always)]
+        || forward_shard_body(c, initial, tape),
+    )
 }
 
 #[inline(always)]
-fn forward_shard_body(
-    c: &HostCell,
-    initial: [&[f32]; 4],
-    x: Vec<f32>,
-    rows: usize,
-    steps: usize,
-) -> ShardTape {
+fn forward_shard_body(c: &HostCell, initial: [&[f32]; 4], tape: &mut ShardTape) {
     let (n, n_in) = (c.n, c.n_in);
+    let (rows, steps) = (tape.rows, tape.steps);
     let block = rows * n;
-    let states = || buffer((steps + 1) * block);
-    let per_step = || buffer(steps * block);
-    let mut tape = ShardTape {
-        rows,
-        steps,
-        x,
-        y: states(),
-        a: states(),
-        b0: states(),
-        b1: states(),
-        zx: per_step(),
-        ry: per_step(),
-        g0: per_step(),
-        g1: per_step(),
-        da: per_step(),
-    };
     for (state, init) in [&mut tape.y, &mut tape.a, &mut tape.b0, &mut tape.b1]
         .into_iter()
         .zip(initial)
@@ -406,7 +378,6 @@ fn forward_shard_body(
             }
         }
     }
-    tape
 }
 
 /// Rows `first..first + rows` of a row-major matrix of `width` columns.
@@ -416,24 +387,10 @@ fn time_major(v: &[f32], first: usize, rows: usize, width: usize) -> Mat<'_> {
 
 /// One shard back through every step (see [`crate::grad::sequence`] for the equations).
 fn backward_shard(c: &HostCell, tr: &Transposed, tape: &ShardTape, grad_y: &[f32]) -> HostGrads {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { backward_shard_avx2(c, tr, tape, grad_y) };
-    }
-    backward_shard_body(c, tr, tape, grad_y)
-}
-
-/// [`backward_shard`] for AVX2 (see [`forward_shard_avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn backward_shard_avx2(
-    c: &HostCell,
-    tr: &Transposed,
-    tape: &ShardTape,
-    grad_y: &[f32],
-) -> HostGrads {
-    backward_shard_body(c, tr, tape, grad_y)
+    vectorized(
+        #[inline(always)]
+        || backward_shard_body(c, tr, tape, grad_y),
+    )
 }
 
 #[inline(always)]

@@ -19,11 +19,13 @@
 //! [`crate::classifier`]; a test checks the loss and every gradient against Burn's
 //! autodiff to 1e-5.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
 
 use crate::kernels::algorithm1::{self, Recurrence, SolveWork};
 use crate::kernels::elementwise::{relu, sigmoid};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
+use crate::kernels::pool::Spare;
+use crate::kernels::simd::vectorized;
 use crate::kernels::threads::{on_threads, shard_rows};
 
 /// Where `‖W_zx u‖` is clamped, as in [`crate::fixed_point`].
@@ -143,7 +145,7 @@ struct FixedPointWork {
     solve: Option<SolveWork>,
 }
 
-/// One shard's buffers. They live from one step to the next (see [`SPARE`]).
+/// One shard's buffers. They live from one step to the next (see [`Spare`]).
 #[derive(Debug)]
 struct ShardWork {
     rows: usize,
@@ -190,9 +192,12 @@ struct ShardSums {
     g_base: Vec<Vec<f32>>,
 }
 
-/// Shard buffers of finished steps, kept for the next one: fresh buffers would cost page
-/// faults on every step (a few MB each time).
-static SPARE: Mutex<Vec<ShardWork>> = Mutex::new(Vec::new());
+thread_local! {
+    /// Shard buffers of finished steps, kept for the next one on this thread (see
+    /// [`Spare`]): fresh buffers would cost page faults on every step (a few MB each time,
+    /// hundreds with Algorithm 1's factors).
+    static SPARE: RefCell<Spare<ShardWork>> = const { RefCell::new(Spare::new()) };
+}
 
 impl HostStatic {
     fn input(&self) -> usize {
@@ -222,11 +227,9 @@ impl HostStatic {
 
     fn work(&self, rows: usize) -> ShardWork {
         let key = self.key(rows);
-        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = spare.iter().position(|w| w.key == key) {
-            return spare.swap_remove(i);
+        if let Some(work) = SPARE.with_borrow_mut(|spare| spare.take(|w| w.key == key)) {
+            return work;
         }
-        drop(spare);
         let buf = |width: usize| vec![0.0; rows * width];
         let acts = |layers: &[HostLinear]| layers.iter().map(|l| buf(l.n_out)).collect();
         ShardWork {
@@ -321,12 +324,7 @@ impl HostStatic {
         for w in &works {
             logits.extend_from_slice(&w.logits[..w.rows * classes]);
         }
-        let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-        // Two steps' worth at most (a training and a validation batch size).
-        while spare.len() + works.len() > 2 * shards.len().max(1) && !spare.is_empty() {
-            spare.remove(0);
-        }
-        spare.append(&mut works);
+        SPARE.with_borrow_mut(|spare| spare.give(works));
         StaticStep {
             cross_entropy: cross_entropy / batch as f64,
             mse: squared_error / (batch * input) as f64,
@@ -521,26 +519,10 @@ fn shard_pass(
     batch: usize,
     work: &mut ShardWork,
 ) -> ShardSums {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { shard_pass_avx2(net, x, labels, batch, work) };
-    }
-    shard_pass_body(net, x, labels, batch, work)
-}
-
-/// The same code compiled for AVX2 (see [`crate::kernels::sequence`]): the element-wise loops run
-/// 8 lanes wide; multiplies and adds are not contracted, so results match the baseline.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn shard_pass_avx2(
-    net: &HostStatic,
-    x: &[f32],
-    labels: &[usize],
-    batch: usize,
-    work: &mut ShardWork,
-) -> ShardSums {
-    shard_pass_body(net, x, labels, batch, work)
+    vectorized(
+        #[inline(always)]
+        || shard_pass_body(net, x, labels, batch, work),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -15,6 +15,9 @@ use burn::optim::{
 use burn::prelude::*;
 use burn::tensor::DType;
 
+use crate::kernels::simd::vectorized;
+use crate::kernels::threads::{cores, on_threads};
+
 /// Adam as in [`AdamConfig`] (`β1 = 0.9`, `β2 = 0.999`, `ε = 1e-5`, no AMSGrad), with
 /// optional L2 weight decay.
 #[derive(Clone)]
@@ -142,56 +145,26 @@ const PARALLEL_FROM: usize = 1 << 16;
 /// [`adam_update`] with large parameters split over the cores.
 fn adam_parallel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
     let n = p.len();
-    if n < PARALLEL_FROM {
-        return adam_update(p, g, m, v, s);
-    }
-    // Looked up once: the lookup reads cgroup files (tens of µs).
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()));
-    if cores < 2 {
+    let cores = cores();
+    if n < PARALLEL_FROM || cores < 2 {
         return adam_update(p, g, m, v, s);
     }
     let chunk = n.div_ceil(cores);
-    std::thread::scope(|scope| {
-        let parts = p
-            .chunks_mut(chunk)
-            .zip(g.chunks(chunk))
-            .zip(m.chunks_mut(chunk))
-            .zip(v.chunks_mut(chunk));
-        let mut handles = Vec::new();
-        let mut own = None;
-        for (i, (((p, g), m), v)) in parts.enumerate() {
-            if i == 0 {
-                own = Some((p, g, m, v));
-            } else {
-                handles.push(scope.spawn(move || adam_update(p, g, m, v, s)));
-            }
-        }
-        if let Some((p, g, m, v)) = own {
-            adam_update(p, g, m, v, s);
-        }
-        for h in handles {
-            // A panic on a worker is a bug, not an input error: pass it on.
-            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        }
-    });
+    let parts: Vec<_> = p
+        .chunks_mut(chunk)
+        .zip(g.chunks(chunk))
+        .zip(m.chunks_mut(chunk))
+        .zip(v.chunks_mut(chunk))
+        .collect();
+    on_threads(parts, |(((p, g), m), v)| adam_update(p, g, m, v, s));
 }
 
-/// [`adam_body`] compiled for AVX2 where the CPU has it.
+/// [`adam_body`] compiled for the CPU's vector instructions.
 fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { adam_avx2(p, g, m, v, s) };
-    }
-    adam_body(p, g, m, v, s)
-}
-
-/// Multiplies and adds are not contracted into FMAs, so the results equal the baseline's.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn adam_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
-    adam_body(p, g, m, v, s)
+    vectorized(
+        #[inline(always)]
+        || adam_body(p, g, m, v, s),
+    )
 }
 
 /// `g' = p·λ + g; m = β1 m + (1 − β1) g'; v = β2 v + (1 − β2) g'²;
