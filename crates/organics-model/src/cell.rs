@@ -135,23 +135,106 @@ impl OrganicsCellConfig {
     }
 }
 
+/// The cell's eight derived weights, in one container for every form they take: Burn
+/// tensors in a [`PreparedCell`], their gradients, host buffers of the fused kernel.
+#[derive(Debug, Clone)]
+pub(crate) struct CellWeights<T> {
+    /// `[W_zx; W_b0x; W_b1x]ᵀ`, `[d_input, 3 d_hidden]`.
+    pub(crate) w_x: T,
+    /// `[W_r; W_b0y; W_b1y]ᵀ`, `[n, 3n]`: every product with `y` in one matmul.
+    pub(crate) w_y: T,
+    /// `[W_b0a; W_b1a]ᵀ`, `[n, 2n]`.
+    pub(crate) w_a: T,
+    /// `Wᵀ`, `[n, n]`.
+    pub(crate) w_norm_t: T,
+    /// The step ratios `Δt/τ_s`, `[1, n]` each.
+    pub(crate) r_y: T,
+    pub(crate) r_a: T,
+    pub(crate) r_b0: T,
+    pub(crate) r_b1: T,
+}
+
+impl<T> CellWeights<T> {
+    /// `f` applied to each weight.
+    pub(crate) fn map<U>(self, mut f: impl FnMut(T) -> U) -> CellWeights<U> {
+        CellWeights {
+            w_x: f(self.w_x),
+            w_y: f(self.w_y),
+            w_a: f(self.w_a),
+            w_norm_t: f(self.w_norm_t),
+            r_y: f(self.r_y),
+            r_a: f(self.r_a),
+            r_b0: f(self.r_b0),
+            r_b1: f(self.r_b1),
+        }
+    }
+
+    /// The weights by reference.
+    pub(crate) fn as_ref(&self) -> CellWeights<&T> {
+        CellWeights {
+            w_x: &self.w_x,
+            w_y: &self.w_y,
+            w_a: &self.w_a,
+            w_norm_t: &self.w_norm_t,
+            r_y: &self.r_y,
+            r_a: &self.r_a,
+            r_b0: &self.r_b0,
+            r_b1: &self.r_b1,
+        }
+    }
+
+    /// Each weight paired with its counterpart in `other`.
+    pub(crate) fn zip<U>(self, other: CellWeights<U>) -> CellWeights<(T, U)> {
+        CellWeights {
+            w_x: (self.w_x, other.w_x),
+            w_y: (self.w_y, other.w_y),
+            w_a: (self.w_a, other.w_a),
+            w_norm_t: (self.w_norm_t, other.w_norm_t),
+            r_y: (self.r_y, other.r_y),
+            r_a: (self.r_a, other.r_a),
+            r_b0: (self.r_b0, other.r_b0),
+            r_b1: (self.r_b1, other.r_b1),
+        }
+    }
+
+    /// The weights in declaration order.
+    pub(crate) fn into_array(self) -> [T; 8] {
+        [
+            self.w_x,
+            self.w_y,
+            self.w_a,
+            self.w_norm_t,
+            self.r_y,
+            self.r_a,
+            self.r_b0,
+            self.r_b1,
+        ]
+    }
+}
+
+impl CellWeights<[usize; 2]> {
+    /// The shapes of a cell's weights for `d_input` inputs and `d_hidden` neurons.
+    pub(crate) fn shapes(d_input: usize, d_hidden: usize) -> Self {
+        let n = d_hidden;
+        CellWeights {
+            w_x: [d_input, 3 * n],
+            w_y: [n, 3 * n],
+            w_a: [n, 2 * n],
+            w_norm_t: [n, n],
+            r_y: [1, n],
+            r_a: [1, n],
+            r_b0: [1, n],
+            r_b1: [1, n],
+        }
+    }
+}
+
 /// The cell's derived weights, computed once per sequence rather than once per step:
 /// the concatenated projections, the normalization matrix and the step ratios.
 #[derive(Debug, Clone)]
 pub struct PreparedCell {
     pub(crate) n: usize,
-    /// `[W_zx; W_b0x; W_b1x]ᵀ`, `[d_input, 3 d_hidden]`.
-    pub(crate) w_x: Tensor<2>,
-    /// `[W_r; W_b0y; W_b1y]ᵀ`, `[n, 3n]`: every product with `y` in one matmul.
-    pub(crate) w_y: Tensor<2>,
-    /// `[W_b0a; W_b1a]ᵀ`, `[n, 2n]`.
-    pub(crate) w_a: Tensor<2>,
-    /// `Wᵀ`, `[n, n]`.
-    pub(crate) w_norm_t: Tensor<2>,
-    pub(crate) r_y: Tensor<2>,
-    pub(crate) r_a: Tensor<2>,
-    pub(crate) r_b0: Tensor<2>,
-    pub(crate) r_b1: Tensor<2>,
+    pub(crate) w: CellWeights<Tensor<2>>,
     pub(crate) sigma_sq: f64,
     pub(crate) rectified: bool,
 }
@@ -161,14 +244,7 @@ impl PreparedCell {
     pub fn without_autodiff(&self) -> PreparedCell {
         PreparedCell {
             n: self.n,
-            w_x: self.w_x.clone().inner(),
-            w_y: self.w_y.clone().inner(),
-            w_a: self.w_a.clone().inner(),
-            w_norm_t: self.w_norm_t.clone().inner(),
-            r_y: self.r_y.clone().inner(),
-            r_a: self.r_a.clone().inner(),
-            r_b0: self.r_b0.clone().inner(),
-            r_b1: self.r_b1.clone().inner(),
+            w: self.w.clone().map(|t| t.inner()),
             sigma_sq: self.sigma_sq,
             rectified: self.rectified,
         }
@@ -210,8 +286,7 @@ impl OrganicsCell {
     /// Derives the per-sequence weights; call once, then [`PreparedCell::step`] per time step.
     pub fn prepare(&self) -> PreparedCell {
         let row = |t: Tensor<1>| t.unsqueeze::<2>();
-        PreparedCell {
-            n: self.size(),
+        let w = CellWeights {
             w_x: Tensor::cat(vec![self.w_zx.val(), self.w_b0x.val(), self.w_b1x.val()], 0)
                 .transpose(),
             w_y: Tensor::cat(vec![self.w_r.val(), self.w_b0y.val(), self.w_b1y.val()], 0)
@@ -222,6 +297,10 @@ impl OrganicsCell {
             r_a: row(self.tau_a.ratio()),
             r_b0: row(self.tau_b0.ratio()),
             r_b1: row(self.tau_b1.ratio()),
+        };
+        PreparedCell {
+            n: self.size(),
+            w,
             sigma_sq: self.sigma * self.sigma,
             rectified: self.rectified,
         }
@@ -283,9 +362,9 @@ impl PreparedCell {
     ) -> (OrganicsState, StepRecord) {
         let n = self.n;
         let OrganicsState { y, a, b0, b1 } = state;
-        let from_x = x.matmul(self.w_x.clone());
-        let from_y = y.clone().matmul(self.w_y.clone());
-        let from_a = a.clone().matmul(self.w_a.clone());
+        let from_x = x.matmul(self.w.w_x.clone());
+        let from_y = y.clone().matmul(self.w.w_y.clone());
+        let from_a = a.clone().matmul(self.w.w_a.clone());
 
         let zx = from_x.clone().slice(s![.., 0..n]);
         let z = activation::relu(zx.clone());
@@ -309,14 +388,14 @@ impl PreparedCell {
         } else {
             y.clone().square()
         };
-        let pooled = (y_sq * a_pos).matmul(self.w_norm_t.clone());
+        let pooled = (y_sq * a_pos).matmul(self.w.w_norm_t.clone());
         let da = b0.clone().square() * self.sigma_sq + pooled - a.clone();
 
         let next = OrganicsState {
-            y: y + self.r_y.clone() * dy.clone(),
-            a: a + self.r_a.clone() * da.clone(),
-            b0: b0.clone() + self.r_b0.clone() * (g0.clone() - b0),
-            b1: b1.clone() + self.r_b1.clone() * (g1.clone() - b1),
+            y: y + self.w.r_y.clone() * dy.clone(),
+            a: a + self.w.r_a.clone() * da.clone(),
+            b0: b0.clone() + self.w.r_b0.clone() * (g0.clone() - b0),
+            b1: b1.clone() + self.w.r_b1.clone() * (g1.clone() - b1),
         };
         let record = StepRecord {
             zx,

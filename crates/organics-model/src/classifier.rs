@@ -1,5 +1,6 @@
 //! The paper's two classifiers: sequential (Table 2) and static (Table 1) MNIST.
 
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation;
@@ -105,6 +106,19 @@ pub struct StaticOutput {
     pub reconstruction: Tensor<2>,
 }
 
+/// The paper's training loss of a [`StaticClassifier`] and its terms, each `[1]`.
+#[derive(Debug, Clone)]
+pub struct StaticLoss {
+    /// `cross_entropy + mse`.
+    pub loss: Tensor<1>,
+    /// Mean cross-entropy of the logits against the labels.
+    pub cross_entropy: Tensor<1>,
+    /// Mean squared reconstruction error over every pixel of the batch.
+    pub mse: Tensor<1>,
+    /// The logits it was computed from, `[batch, classes]`.
+    pub logits: Tensor<2>,
+}
+
 impl StaticClassifierConfig {
     /// Initializes the classifier.
     pub fn init(&self, device: &Device) -> StaticClassifier {
@@ -182,6 +196,24 @@ impl StaticClassifier {
         StaticOutput {
             logits: self.readout.forward(h),
             reconstruction,
+        }
+    }
+
+    /// The paper's loss for images `[batch, input]` with class `labels` `[batch]`:
+    /// `cross-entropy(logits, labels) + mean((reconstruction − images)²)`, in Burn tensor
+    /// ops (differentiable on an autodiff device). The fused kernel of
+    /// [`fused_loss_and_grads`](Self::fused_loss_and_grads) computes the same on the host.
+    pub fn loss(&self, images: Tensor<2>, labels: Tensor<1, Int>) -> StaticLoss {
+        let out = self.forward(images.clone());
+        let cross_entropy = CrossEntropyLossConfig::new()
+            .init(&out.logits.device())
+            .forward(out.logits.clone(), labels);
+        let mse = (out.reconstruction - images).square().mean();
+        StaticLoss {
+            loss: cross_entropy.clone() + mse.clone(),
+            cross_entropy,
+            mse,
+            logits: out.logits,
         }
     }
 }

@@ -49,7 +49,8 @@ pub mod time_constant;
 
 pub use cell::{OrganicsCell, OrganicsCellConfig, OrganicsState, PreparedCell};
 pub use classifier::{
-    SeqClassifier, SeqClassifierConfig, StaticClassifier, StaticClassifierConfig, StaticOutput,
+    SeqClassifier, SeqClassifierConfig, StaticClassifier, StaticClassifierConfig, StaticLoss,
+    StaticOutput,
 };
 pub use error::ModelError;
 pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig};

@@ -17,18 +17,12 @@ use organics_data::{SequenceBatch, StaticBatch};
 use organics_model::BpttKernel;
 use organics_model::{SeqClassifier, StaticClassifier};
 
-fn classification(
-    logits: Tensor<2>,
-    targets: Tensor<1, Int>,
-    extra: Option<Tensor<1>>,
-) -> ClassificationOutput {
-    let ce = CrossEntropyLossConfig::new()
+/// Cross-entropy of `logits` against `targets`: the loss of every model but the static
+/// ORGaNICs classifier (whose loss is [`StaticClassifier::loss`]).
+fn classification(logits: Tensor<2>, targets: Tensor<1, Int>) -> ClassificationOutput {
+    let loss = CrossEntropyLossConfig::new()
         .init(&logits.device())
         .forward(logits.clone(), targets.clone());
-    let loss = match extra {
-        Some(e) => ce + e,
-        None => ce,
-    };
     ClassificationOutput {
         loss,
         output: logits,
@@ -244,7 +238,7 @@ impl ModuleVisitor for MoveGrads<'_> {
 impl HarnessModel for SeqOrganics {
     type Batch = SequenceBatch;
     fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
-        classification(self.inner.forward(b.inputs), b.targets, None)
+        classification(self.inner.forward(b.inputs), b.targets)
     }
     fn with_gradients(self, path: GradientPath) -> Self {
         Self {
@@ -265,7 +259,7 @@ impl HarnessModel for SeqOrganics {
         let recorded = self.inner.rnn.forward_recorded_with(b.inputs, kernel);
         // The readout and loss are small: autodiff handles them and yields dL/dy_T.
         let y_last = recorded.last().y.clone().autodiff().require_grad();
-        let out = classification(self.inner.readout.forward(y_last.clone()), b.targets, None);
+        let out = classification(self.inner.readout.forward(y_last.clone()), b.targets);
         let mut grads = out.loss.backward();
         let grad_y = y_last
             .grad_remove(&mut grads)
@@ -286,16 +280,19 @@ impl HarnessModel for SeqOrganics {
 impl HarnessModel for SeqLstm {
     type Batch = SequenceBatch;
     fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
-        classification(self.forward(b.inputs), b.targets, None)
+        classification(self.forward(b.inputs), b.targets)
     }
 }
 
 impl HarnessModel for StaticOrganics {
     type Batch = StaticBatch;
     fn classify(&self, b: StaticBatch) -> ClassificationOutput {
-        let out = self.inner.forward(b.images.clone());
-        let mse = (out.reconstruction - b.images).square().mean();
-        classification(out.logits, b.targets, Some(mse))
+        let loss = self.inner.loss(b.images, b.targets.clone());
+        ClassificationOutput {
+            loss: loss.loss,
+            output: loss.logits,
+            targets: b.targets,
+        }
     }
     fn with_gradients(self, path: GradientPath) -> Self {
         Self {
@@ -357,7 +354,7 @@ impl HarnessModel for StaticOrganics {
 impl HarnessModel for StaticMlp {
     type Batch = StaticBatch;
     fn classify(&self, b: StaticBatch) -> ClassificationOutput {
-        classification(self.forward(b.images), b.targets, None)
+        classification(self.forward(b.images), b.targets)
     }
 }
 

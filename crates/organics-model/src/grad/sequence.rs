@@ -27,7 +27,7 @@
 use burn::prelude::*;
 use burn::tensor::{Gradients, activation};
 
-use crate::cell::{OrganicsState, PreparedCell, StepRecord};
+use crate::cell::{CellWeights, OrganicsState, PreparedCell, StepRecord};
 use crate::host::{from_f32, to_f32};
 use crate::kernels::sequence::{HostCell, HostSequence};
 use crate::rnn::OrganicsRnn;
@@ -106,18 +106,11 @@ impl OrganicsRnn {
         assert_eq!(n_in, self.cell.input_size(), "input size of the sequence");
         let tracked = self.cell.prepare();
         let c = tracked.without_autodiff();
-        let device = c.w_y.device();
+        let device = c.w.w_y.device();
         let host = HostCell {
             n,
             n_in,
-            w_x: host_values(c.w_x),
-            w_y: host_values(c.w_y),
-            w_a: host_values(c.w_a),
-            w_norm_t: host_values(c.w_norm_t),
-            r_y: host_values(c.r_y),
-            r_a: host_values(c.r_a),
-            r_b0: host_values(c.r_b0),
-            r_b1: host_values(c.r_b1),
+            w: c.w.map(host_values),
             sigma_sq: c.sigma_sq as f32,
             rectified: c.rectified,
         };
@@ -176,16 +169,7 @@ impl OrganicsRnn {
 }
 
 /// Gradients with respect to the derived weights of a [`PreparedCell`].
-struct PreparedGrads {
-    w_x: Tensor<2>,
-    w_y: Tensor<2>,
-    w_a: Tensor<2>,
-    w_norm_t: Tensor<2>,
-    r_y: Tensor<2>,
-    r_a: Tensor<2>,
-    r_b0: Tensor<2>,
-    r_b1: Tensor<2>,
-}
+type PreparedGrads = CellWeights<Tensor<2>>;
 
 impl RecordedSequence {
     /// The state after the last step (no autodiff).
@@ -204,16 +188,12 @@ impl RecordedSequence {
         let t = &self.tracked;
         // ⟨tracked, ḡ⟩ has exactly ḡ as its gradient with respect to each derived tensor,
         // so its backward pass carries ḡ through `prepare` to the parameters.
-        let pair = |tracked: &Tensor<2>, grad: Tensor<2>| (tracked.clone() * grad.autodiff()).sum();
-        let surrogate = pair(&t.w_x, g.w_x)
-            + pair(&t.w_y, g.w_y)
-            + pair(&t.w_a, g.w_a)
-            + pair(&t.w_norm_t, g.w_norm_t)
-            + pair(&t.r_y, g.r_y)
-            + pair(&t.r_a, g.r_a)
-            + pair(&t.r_b0, g.r_b0)
-            + pair(&t.r_b1, g.r_b1);
-        surrogate.backward()
+        let terms = t.w.as_ref().zip(g).into_array();
+        let [first, rest @ ..] =
+            terms.map(|(tracked, grad)| (tracked.clone() * grad.autodiff()).sum());
+        rest.into_iter()
+            .fold(first, |acc, term| acc + term)
+            .backward()
     }
 }
 
@@ -222,17 +202,8 @@ fn host_backward(sequence: &HostSequence, grad_y: Tensor<2>) -> PreparedGrads {
     let device = grad_y.device();
     let (n, n_in) = (sequence.cell.n, sequence.cell.n_in);
     let g = sequence.backward(&host_values(grad_y));
-    let row = |v: Vec<f32>| from_f32(v, [1, n], &device);
-    PreparedGrads {
-        w_x: from_f32(g.w_x, [n_in, 3 * n], &device),
-        w_y: from_f32(g.w_y, [n, 3 * n], &device),
-        w_a: from_f32(g.w_a, [n, 2 * n], &device),
-        w_norm_t: from_f32(g.w_norm_t, [n, n], &device),
-        r_y: row(g.r_y),
-        r_a: row(g.r_a),
-        r_b0: row(g.r_b0),
-        r_b1: row(g.r_b1),
-    }
+    g.zip(CellWeights::shapes(n_in, n))
+        .map(|(values, shape)| from_f32(values, shape, &device))
 }
 
 impl TensorTape {
@@ -243,17 +214,8 @@ impl TensorTape {
         let mut ga = zeros(&last.a);
         let mut gb0 = zeros(&last.b0);
         let mut gb1 = zeros(&last.b1);
-        let mut acc = PreparedGrads {
-            w_x: zeros(&c.w_x),
-            // filled after the loop
-            w_y: zeros(&c.w_y),
-            w_a: zeros(&c.w_a),
-            w_norm_t: zeros(&c.w_norm_t),
-            r_y: zeros(&c.r_y),
-            r_a: zeros(&c.r_a),
-            r_b0: zeros(&c.r_b0),
-            r_b1: zeros(&c.r_b1),
-        };
+        // w_y, w_a and w_norm_t are filled after the loop.
+        let mut acc: PreparedGrads = c.w.as_ref().map(zeros);
         let column_sum = |t: Tensor<2>| t.sum_dim(0);
         // The weight gradients Σ_t stateᵀ δ are taken after the loop as one matmul over all
         // steps, [n, T·batch] x [T·batch, k]: the same arithmetic in one large product, which
@@ -298,15 +260,15 @@ impl TensorTape {
             acc.r_b0 = acc.r_b0 + column_sum((g0.clone() - b0.clone()) * gb0.clone());
             acc.r_b1 = acc.r_b1 + column_sum((g1.clone() - b1.clone()) * gb1.clone());
 
-            let d_y = c.r_y.clone() * gy.clone();
-            let d_a = c.r_a.clone() * ga.clone();
-            let d_g0 = c.r_b0.clone() * gb0.clone();
-            let d_g1 = c.r_b1.clone() * gb1.clone();
+            let d_y = c.w.r_y.clone() * gy.clone();
+            let d_a = c.w.r_a.clone() * ga.clone();
+            let d_g0 = c.w.r_b0.clone() * gb0.clone();
+            let d_g1 = c.w.r_b1.clone() * gb1.clone();
 
             // Normalization pool.
             pooled_inputs.push(u);
             deltas_pool.push(d_a.clone());
-            let d_u = d_a.clone().matmul(c.w_norm_t.clone().transpose());
+            let d_u = d_a.clone().matmul(c.w.w_norm_t.clone().transpose());
 
             // Products with y, a and x.
             let mut d_rec = d_y.clone() * gate;
@@ -329,12 +291,12 @@ impl TensorTape {
             if c.rectified {
                 d_y_act = d_y_act.mask_fill(y.clone().lower_equal_elem(0.0), 0.0);
             }
-            let new_gy = gy - d_y.clone() + d_y_act + d_from_y.matmul(c.w_y.clone().transpose());
+            let new_gy = gy - d_y.clone() + d_y_act + d_from_y.matmul(c.w.w_y.clone().transpose());
             let new_ga = ga - d_a.clone()
                 + d_a_pos.mask_fill(a.lower_equal_elem(0.0), 0.0)
-                + d_from_a.matmul(c.w_a.clone().transpose());
-            let new_gb0 = gb0.clone() - c.r_b0.clone() * gb0 + b0 * d_a * (2.0 * c.sigma_sq);
-            let new_gb1 = gb1.clone() - c.r_b1.clone() * gb1 + z * d_y;
+                + d_from_a.matmul(c.w.w_a.clone().transpose());
+            let new_gb0 = gb0.clone() - c.w.r_b0.clone() * gb0 + b0 * d_a * (2.0 * c.sigma_sq);
+            let new_gb1 = gb1.clone() - c.w.r_b1.clone() * gb1 + z * d_y;
             gy = new_gy;
             ga = new_ga;
             gb0 = new_gb0;

@@ -234,9 +234,8 @@ impl StaticClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classifier::StaticClassifierConfig;
+    use crate::classifier::{StaticClassifierConfig, StaticLoss};
     use burn::module::{ModuleVisitor, ParamId};
-    use burn::nn::loss::CrossEntropyLossConfig;
     use burn::tensor::Distribution;
 
     /// Every float parameter's gradient in `grads`, in visiting order.
@@ -309,12 +308,12 @@ mod tests {
             .collect();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
 
-        let out = model.forward(images.clone());
-        let ce = CrossEntropyLossConfig::new()
-            .init(&device)
-            .forward(out.logits.clone(), labels.clone());
-        let mse = (out.reconstruction - images.clone()).square().mean();
-        let loss = ce.clone() + mse.clone();
+        let StaticLoss {
+            loss,
+            cross_entropy: ce,
+            mse,
+            logits,
+        } = model.loss(images.clone(), labels.clone());
         let plain = GradientsParams::from_grads(loss.backward(), &model);
         let fused = model
             .fused_loss_and_grads(images, labels)
@@ -333,7 +332,7 @@ mod tests {
             fused.mse
         );
         assert!((f64::from(values(fused.loss)[0]) - loss).abs() <= tolerance * loss.abs());
-        let logit_err = relative(&values(out.logits.inner()), &values(fused.logits));
+        let logit_err = relative(&values(logits.inner()), &values(fused.logits));
         assert!(
             logit_err < tolerance / 10.0,
             "logits differ by {logit_err:e}"

@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 
+use crate::cell::CellWeights;
 use crate::kernels::elementwise::{relu, sigmoid, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
@@ -31,19 +32,7 @@ const CHUNK: usize = 16;
 pub(crate) struct HostCell {
     pub(crate) n: usize,
     pub(crate) n_in: usize,
-    /// `[n_in, 3n]`.
-    pub(crate) w_x: Vec<f32>,
-    /// `[n, 3n]`.
-    pub(crate) w_y: Vec<f32>,
-    /// `[n, 2n]`.
-    pub(crate) w_a: Vec<f32>,
-    /// `Wᵀ`, `[n, n]`.
-    pub(crate) w_norm_t: Vec<f32>,
-    /// Step ratios, `[n]` each.
-    pub(crate) r_y: Vec<f32>,
-    pub(crate) r_a: Vec<f32>,
-    pub(crate) r_b0: Vec<f32>,
-    pub(crate) r_b1: Vec<f32>,
+    pub(crate) w: CellWeights<Vec<f32>>,
     pub(crate) sigma_sq: f32,
     pub(crate) rectified: bool,
 }
@@ -63,9 +52,9 @@ impl Transposed {
     fn of(c: &HostCell) -> Self {
         let n = c.n;
         Transposed {
-            w_y: transpose(&c.w_y, n, 3 * n),
-            w_a: transpose(&c.w_a, n, 2 * n),
-            w_norm: transpose(&c.w_norm_t, n, n),
+            w_y: transpose(&c.w.w_y, n, 3 * n),
+            w_a: transpose(&c.w.w_a, n, 2 * n),
+            w_norm: transpose(&c.w.w_norm_t, n, n),
         }
     }
 }
@@ -141,49 +130,19 @@ impl ShardTape {
     }
 }
 
-/// Gradients with respect to a [`HostCell`]'s tensors, same shapes.
-#[derive(Debug, Clone)]
-pub(crate) struct HostGrads {
-    pub(crate) w_x: Vec<f32>,
-    pub(crate) w_y: Vec<f32>,
-    pub(crate) w_a: Vec<f32>,
-    pub(crate) w_norm_t: Vec<f32>,
-    pub(crate) r_y: Vec<f32>,
-    pub(crate) r_a: Vec<f32>,
-    pub(crate) r_b0: Vec<f32>,
-    pub(crate) r_b1: Vec<f32>,
-}
+/// Gradients with respect to a [`HostCell`]'s weights, same shapes.
+pub(crate) type HostGrads = CellWeights<Vec<f32>>;
 
 impl HostGrads {
     fn zeros(c: &HostCell) -> Self {
-        let n = c.n;
-        HostGrads {
-            w_x: vec![0.0; c.n_in * 3 * n],
-            w_y: vec![0.0; n * 3 * n],
-            w_a: vec![0.0; n * 2 * n],
-            w_norm_t: vec![0.0; n * n],
-            r_y: vec![0.0; n],
-            r_a: vec![0.0; n],
-            r_b0: vec![0.0; n],
-            r_b1: vec![0.0; n],
-        }
+        CellWeights::shapes(c.n_in, c.n).map(|[rows, cols]| vec![0.0; rows * cols])
     }
 
-    fn add(mut self, other: &HostGrads) -> Self {
-        let pairs = [
-            (&mut self.w_x, &other.w_x),
-            (&mut self.w_y, &other.w_y),
-            (&mut self.w_a, &other.w_a),
-            (&mut self.w_norm_t, &other.w_norm_t),
-            (&mut self.r_y, &other.r_y),
-            (&mut self.r_a, &other.r_a),
-            (&mut self.r_b0, &other.r_b0),
-            (&mut self.r_b1, &other.r_b1),
-        ];
-        for (acc, g) in pairs {
+    fn add(self, other: &HostGrads) -> Self {
+        self.zip(other.as_ref()).map(|(mut acc, g)| {
             acc.iter_mut().zip(g).for_each(|(a, b)| *a += b);
-        }
-        self
+            acc
+        })
     }
 }
 
@@ -301,16 +260,16 @@ fn forward_shard_body(c: &HostCell, initial: [&[f32]; 4], tape: &mut ShardTape) 
             state[r * n..(r + 1) * n].copy_from_slice(init);
         }
     }
-    let w_x = Mat::new(&c.w_x, 0, n_in, 3 * n);
-    let w_y = Mat::new(&c.w_y, 0, n, 3 * n);
-    let w_a = Mat::new(&c.w_a, 0, n, 2 * n);
-    let w_norm_t = Mat::new(&c.w_norm_t, 0, n, n);
+    let w_x = Mat::new(&c.w.w_x, 0, n_in, 3 * n);
+    let w_y = Mat::new(&c.w.w_y, 0, n, 3 * n);
+    let w_a = Mat::new(&c.w.w_a, 0, n, 2 * n);
+    let w_norm_t = Mat::new(&c.w.w_norm_t, 0, n, n);
     // Pre-activations of both gains, `[rows, 2n]`; the normalization pool's input and output.
     let mut gains = vec![0.0f32; rows * 2 * n];
     let mut u = vec![0.0f32; block];
     let mut pooled = vec![0.0f32; block];
     let sigma_sq = c.sigma_sq;
-    let (r_y, r_a, r_b0, r_b1) = (&c.r_y[..], &c.r_a[..], &c.r_b0[..], &c.r_b1[..]);
+    let (r_y, r_a, r_b0, r_b1) = (&c.w.r_y[..], &c.w.r_a[..], &c.w.r_b0[..], &c.w.r_b1[..]);
     for t in 0..steps {
         let at = t * block;
         let x_t = Mat::new(&tape.x, t * rows * n_in, rows, n_in);
@@ -415,7 +374,7 @@ fn backward_shard_body(
     let mut pool_in = vec![0.0f32; CHUNK * block];
     let mut d_pool = vec![0.0f32; CHUNK * block];
     let sigma2 = 2.0 * c.sigma_sq;
-    let (r_y, r_a, r_b0, r_b1) = (&c.r_y[..], &c.r_a[..], &c.r_b0[..], &c.r_b1[..]);
+    let (r_y, r_a, r_b0, r_b1) = (&c.w.r_y[..], &c.w.r_a[..], &c.w.r_b0[..], &c.w.r_b1[..]);
     let w_norm = Mat::new(&tr.w_norm, 0, n, n);
     let w_y_t = Mat::new(&tr.w_y, 0, 3 * n, n);
     let w_a_t = Mat::new(&tr.w_a, 0, 2 * n, n);
