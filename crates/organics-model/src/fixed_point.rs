@@ -29,6 +29,9 @@ use crate::kernels::algorithm1::{self, Recurrence};
 use crate::solve::solve_gated;
 use crate::spectral::spectral_normalize;
 
+/// Where `‖W_zx u‖` is clamped from below, so that a zero drive gives `z = 0`, not NaN.
+pub(crate) const NORM_FLOOR: f32 = 1e-12;
+
 /// Configuration of a [`FixedPointLayer`].
 #[derive(Config, Debug)]
 pub struct FixedPointLayerConfig {
@@ -144,7 +147,7 @@ impl FixedPointLayer {
             .square()
             .sum_dim(1)
             .sqrt()
-            .clamp_min(1e-12);
+            .clamp_min(NORM_FLOOR as f64);
         let b1 = activation::sigmoid(input.matmul(self.w_bx.val().transpose()));
         (projected / norm, b1)
     }
