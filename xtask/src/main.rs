@@ -284,34 +284,38 @@ struct EvalArgs {
     data_dir: Option<PathBuf>,
 }
 
+fn bench_defaults() -> BenchOptions {
+    BenchOptions::default()
+}
+
 #[derive(Args)]
 struct BenchArgs {
     /// Task: smnist (sequence step) or mnist (static step).
-    #[arg(long, default_value = "smnist", value_parser = parse::<Task>)]
+    #[arg(long, default_value_t = bench_defaults().task, value_parser = parse::<Task>)]
     task: Task,
     /// Model: organics, lstm (smnist) or mlp (mnist).
-    #[arg(long, default_value = "organics", value_parser = parse::<ModelKind>)]
+    #[arg(long, default_value_t = bench_defaults().model, value_parser = parse::<ModelKind>)]
     model: ModelKind,
     /// Backend: flex, ndarray or wgpu.
-    #[arg(long, default_value = "flex", value_parser = parse::<BackendKind>)]
+    #[arg(long, default_value_t = bench_defaults().backend, value_parser = parse::<BackendKind>)]
     backend: BackendKind,
     /// Hidden units of the sequence model.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = bench_defaults().hidden)]
     hidden: usize,
     /// ORGaNICs layer sizes of the static model.
-    #[arg(long, value_delimiter = ',', default_value = "128,64")]
+    #[arg(long, value_delimiter = ',', default_values_t = bench_defaults().layers)]
     layers: Vec<usize>,
     /// Learn W_r in the static layers (Algorithm 1) instead of W_r = I.
     #[arg(long)]
     learned_recurrence: bool,
     /// Batch size.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = bench_defaults().batch)]
     batch: usize,
     /// Sequence length (smnist).
-    #[arg(long, default_value_t = 784)]
+    #[arg(long, default_value_t = bench_defaults().seq)]
     seq: usize,
     /// Timed steps (after one warm-up step).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = bench_defaults().steps)]
     steps: usize,
     /// ORGaNICs: how gradients are computed: fused (hand-derived, in one CPU kernel; default
     /// on flex, and for the sequence model on ndarray), tensor (sequence model:

@@ -15,7 +15,7 @@
 //! (`rectified = false`) uses `W_r y` and `y²` in place of `⌊W_r y⌋` and `⌊y⌋²`.
 //! Normalization weights are `W = clamp(exp(L), 0, 1)` with the diagonal held at exactly 1.
 
-use burn::module::Param;
+use burn::module::{Content, DisplaySettings, ModuleDisplay, Param};
 use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
 
@@ -59,6 +59,7 @@ pub struct OrganicsCellConfig {
 /// Weights are stored `[out, in]` as in PyTorch, so that the initialisations read like the
 /// paper's; the forward pass multiplies row-vector states by their transposes.
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct OrganicsCell {
     /// Input drive `W_zx`, `[d_hidden, d_input]`.
     pub w_zx: Param<Tensor<2>>,
@@ -90,6 +91,24 @@ pub struct OrganicsCell {
     pub sigma: f64,
     /// Rectified model.
     pub rectified: bool,
+}
+
+impl ModuleDisplay for OrganicsCell {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add("d_input", &self.input_size())
+            .add("d_hidden", &self.size())
+            .add("sigma", &self.sigma)
+            .add("rectified", &self.rectified)
+            .add("learned_time_constants", &self.tau_y.learned)
+            .optional()
+    }
 }
 
 /// The four state variables of the circuit, each `[batch, n]`.

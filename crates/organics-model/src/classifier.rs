@@ -41,7 +41,7 @@ impl SeqClassifierConfig {
 impl SeqClassifier {
     /// Logits `[batch, classes]` for an input `[batch, seq, n_in]`.
     pub fn forward(&self, input: Tensor<3>) -> Tensor<2> {
-        self.readout.forward(self.rnn.forward(input).y)
+        self.readout.forward(self.rnn.forward_final(input, None).y)
     }
 
     /// Trained parameters: all stored parameters less the fixed initial state and any fixed

@@ -18,7 +18,7 @@
 //!
 //! unrolled, so gradients flow through every iteration (the `solve` module explains the differentiable solve).
 
-use burn::module::Param;
+use burn::module::{Content, DisplaySettings, ModuleDisplay, Param};
 use burn::prelude::*;
 use burn::tensor::{Distribution, activation};
 
@@ -58,6 +58,7 @@ pub struct FixedPointLayerConfig {
 
 /// A layer whose output is the firing rate `⌊y_s⌋²` of the circuit's fixed point.
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct FixedPointLayer {
     /// Input drive `W_zx`, `[n, m]`.
     pub w_zx: Param<Tensor<2>>,
@@ -75,6 +76,41 @@ pub struct FixedPointLayer {
     pub linear_gate: bool,
     /// Semi-saturation constant.
     pub sigma: f64,
+}
+
+impl ModuleDisplay for FixedPointLayer {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        let recurrence = if self.w_r_raw.is_some() {
+            "learned (Algorithm 1)".to_string()
+        } else {
+            "identity (closed form)".to_string()
+        };
+        let content = content
+            .add("d_input", &self.input_size())
+            .add("d_hidden", &self.size())
+            .add("recurrence", &recurrence)
+            .add("sigma", &self.sigma);
+        let content = if self.w_r_raw.is_some() {
+            let gate = if self.linear_gate {
+                "1 − a"
+            } else {
+                "1 − √a"
+            }
+            .to_string();
+            content
+                .add("iterations", &self.iterations)
+                .add("gate", &gate)
+        } else {
+            content
+        };
+        content.optional()
+    }
 }
 
 /// The fixed point of a batch: `y_s` and `a_s`, each `[batch, n]`.

@@ -28,7 +28,8 @@
 //! // A circuit of 32 neurons reading one input per time step.
 //! let rnn = OrganicsRnnConfig::new(OrganicsCellConfig::new(1, 32)).init(&device);
 //! let input = Tensor::<3>::zeros([4, 100, 1], &device); // [batch, seq, d_input]
-//! let state = rnn.forward(input);
+//! let (outputs, state) = rnn.forward(input, None); // like nn::Lstm: every step, and the last
+//! assert_eq!(outputs.dims(), [4, 100, 32]);
 //! assert_eq!(state.y.dims(), [4, 32]);
 //! ```
 

@@ -1,6 +1,6 @@
 //! The ORGaNICs cell unrolled over a sequence, from a fixed initial state.
 
-use burn::module::Param;
+use burn::module::{Content, DisplaySettings, ModuleDisplay, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
@@ -20,6 +20,7 @@ pub struct OrganicsRnnConfig {
 /// `y_0 ~ U(0,1)` scaled to unit norm, `a_0 ~ U(0,1)`, `b0_0 = 1`, `b1_0 ~ U(0,1)`.
 /// It is stored with the weights, so a reloaded model starts from the same state.
 #[derive(Module, Debug)]
+#[module(custom_display)]
 pub struct OrganicsRnn {
     /// The cell.
     pub cell: OrganicsCell,
@@ -31,6 +32,22 @@ pub struct OrganicsRnn {
     pub b0_0: Param<Tensor<1>>,
     /// Initial `b1`, `[n]` (not trained).
     pub b1_0: Param<Tensor<1>>,
+}
+
+impl ModuleDisplay for OrganicsRnn {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        content
+            .add("d_input", &self.cell.input_size())
+            .add("d_hidden", &self.cell.size())
+            .add("cell", &self.cell)
+            .optional()
+    }
 }
 
 /// Every state of a sequence, each `[batch, seq, n]` (state after step t at index t).
@@ -96,19 +113,49 @@ impl OrganicsRnn {
         Ok(())
     }
 
-    /// Runs the circuit over `input` (`[batch, seq, d_input]`) and returns the final state.
+    /// Runs the circuit over `input` (`[batch, seq, d_input]`) from `state` (the stored
+    /// initial state when `None`), as `nn::Lstm::forward` does: returns the principal
+    /// neurons' potentials `y` after every step, `[batch, seq, d_hidden]`, and the final
+    /// state.
+    ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use organics_model::{OrganicsCellConfig, OrganicsRnnConfig};
+    ///
+    /// let device = Device::flex();
+    /// let rnn = OrganicsRnnConfig::new(OrganicsCellConfig::new(2, 8)).init(&device);
+    /// let (outputs, state) = rnn.forward(Tensor::ones([3, 5, 2], &device), None);
+    /// assert_eq!(outputs.dims(), [3, 5, 8]);
+    /// // Continuing from the final state equals running both halves at once.
+    /// let (_, resumed) = rnn.forward(Tensor::ones([3, 5, 2], &device), Some(state));
+    /// let (_, whole) = rnn.forward(Tensor::ones([3, 10, 2], &device), None);
+    /// resumed.y.into_data().assert_approx_eq::<f32>(&whole.y.into_data(), Default::default());
+    /// ```
     ///
     /// # Panics
     /// On a wrong input shape, like Burn's own recurrent modules; see
     /// [`check_input`](Self::check_input) to validate first.
-    pub fn forward(&self, input: Tensor<3>) -> OrganicsState {
-        self.run(input, |_| {})
+    pub fn forward(
+        &self,
+        input: Tensor<3>,
+        state: Option<OrganicsState>,
+    ) -> (Tensor<3>, OrganicsState) {
+        let mut outputs = Vec::with_capacity(input.dims()[1]);
+        let last = self.run(input, state, |s| outputs.push(s.y.clone()));
+        (Tensor::stack(outputs, 1), last)
     }
 
-    /// Runs the circuit and also returns every intermediate state (for trajectory plots).
+    /// [`forward`](Self::forward) without the per-step outputs: only the final state, which
+    /// is all a classifier reads (nothing is kept per step).
+    pub fn forward_final(&self, input: Tensor<3>, state: Option<OrganicsState>) -> OrganicsState {
+        self.run(input, state, |_| {})
+    }
+
+    /// Runs the circuit from the stored initial state and also returns every intermediate
+    /// state (for trajectory plots).
     pub fn forward_trajectory(&self, input: Tensor<3>) -> (OrganicsState, OrganicsTrajectory) {
         let mut states: Vec<OrganicsState> = Vec::new();
-        let last = self.run(input, |s| states.push(s.clone()));
+        let last = self.run(input, None, |s| states.push(s.clone()));
         let stack = |f: fn(&OrganicsState) -> Tensor<2>| {
             Tensor::stack::<3>(states.iter().map(f).collect(), 1)
         };
@@ -121,10 +168,15 @@ impl OrganicsRnn {
         (last, trajectory)
     }
 
-    fn run(&self, input: Tensor<3>, mut observe: impl FnMut(&OrganicsState)) -> OrganicsState {
+    fn run(
+        &self,
+        input: Tensor<3>,
+        state: Option<OrganicsState>,
+        mut observe: impl FnMut(&OrganicsState),
+    ) -> OrganicsState {
         let [batch, _, n_in] = input.dims();
         let cell = self.cell.prepare();
-        let mut state = self.initial_state(batch);
+        let mut state = state.unwrap_or_else(|| self.initial_state(batch));
         // Slicing the (untracked) input per step is cheap; slicing a tracked per-sequence
         // projection would make the backward pass quadratic in the length.
         for x_t in input.iter_dim(1) {

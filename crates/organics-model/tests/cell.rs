@@ -269,7 +269,40 @@ fn trajectory_ends_at_the_final_state() {
     let x = Tensor::<3>::random([3, 12, 1], Distribution::Uniform(0.0, 1.0), &device);
     let (last, traj) = model.rnn.forward_trajectory(x.clone());
     assert_eq!(traj.y.dims(), [3, 12, 8]);
+    let every_y = values(traj.y.clone());
     let end = values(traj.y.slice(s![.., 11..12, ..]).reshape([3, 8]));
     assert_eq!(end, values(last.y.clone()));
-    assert_eq!(values(model.rnn.forward(x).y), values(last.y));
+    assert_eq!(
+        values(model.rnn.forward_final(x.clone(), None).y),
+        values(last.y.clone())
+    );
+    let (outputs, state) = model.rnn.forward(x, None);
+    assert_eq!(values(state.y), values(last.y));
+    assert_eq!(values(outputs), every_y);
+}
+
+#[test]
+fn modules_display_their_sizes_in_burn_nn_vocabulary() {
+    let device = Device::flex();
+    let model = SeqClassifierConfig::new(OrganicsCellConfig::new(1, 8)).init(&device);
+    let shown = format!("{}", model.rnn);
+    for part in [
+        "d_input: 1",
+        "d_hidden: 8",
+        "rectified: true",
+        "learned_time_constants: true",
+    ] {
+        assert!(shown.contains(part), "{part} missing from:\n{shown}");
+    }
+    let layer = organics_model::FixedPointLayerConfig::new(10, 6).init(&device);
+    let shown = format!("{layer}");
+    for part in [
+        "d_input: 10",
+        "d_hidden: 6",
+        "learned (Algorithm 1)",
+        "iterations: 10",
+        "1 − √a",
+    ] {
+        assert!(shown.contains(part), "{part} missing from:\n{shown}");
+    }
 }

@@ -15,7 +15,7 @@ use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::error::TrainError;
 use crate::models::{HarnessModel, Truncate};
 use crate::options::{BackendKind, GradientPath, ModelKind, Task};
-use organics_data::{DigitItem, PixelOrder};
+use organics_data::{DigitItem, PIXELS, PixelOrder};
 use organics_model::HostAdam;
 
 /// What to time.
@@ -35,7 +35,7 @@ pub struct BenchOptions {
     pub learn_recurrence: bool,
     /// Batch size.
     pub batch: usize,
-    /// Sequence length (sequence tasks; at most 784).
+    /// Sequence length (sequence tasks; at most [`PIXELS`]).
     pub seq: usize,
     /// Timed steps after one warm-up step.
     pub steps: usize,
@@ -46,6 +46,28 @@ pub struct BenchOptions {
     pub burn_adam: bool,
     /// Time wgpu even on a software adapter (llvmpipe, lavapipe).
     pub allow_software_gpu: bool,
+}
+
+impl Default for BenchOptions {
+    /// The speed yardstick's shapes: an ORGaNICs sMNIST step of 128 units on flex, or the
+    /// static model of [`TrainConfig`]'s layers, batch as in training, 3 timed steps.
+    fn default() -> Self {
+        let train = TrainConfig::new();
+        BenchOptions {
+            task: Task::Smnist,
+            model: ModelKind::Organics,
+            backend: train.backend,
+            hidden: 128,
+            layers: train.layers,
+            learn_recurrence: train.learn_recurrence,
+            batch: train.batch_size,
+            seq: PIXELS,
+            steps: 3,
+            gradients: None,
+            burn_adam: false,
+            allow_software_gpu: false,
+        }
+    }
 }
 
 /// One JSON line of `cargo xtask bench`.
@@ -99,10 +121,10 @@ fn peak_rss_mb() -> Option<f64> {
 
 /// Times `steps` training steps after one warm-up step.
 pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
-    if opts.batch == 0 || opts.steps == 0 || opts.seq == 0 || opts.seq > 784 {
-        return Err(TrainError::Invalid(
-            "batch and steps must be at least 1 and seq in 1..=784".into(),
-        ));
+    if opts.batch == 0 || opts.steps == 0 || opts.seq == 0 || opts.seq > PIXELS {
+        return Err(TrainError::Invalid(format!(
+            "batch and steps must be at least 1 and seq in 1..={PIXELS}"
+        )));
     }
     let config = TrainConfig::new()
         .with_task(opts.task)
@@ -126,7 +148,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     // Random pixels; a sequence batch is cut to `seq` steps below.
     let items: Vec<DigitItem> = (0..opts.batch)
         .map(|i| DigitItem {
-            pixels: (0..784)
+            pixels: (0..PIXELS)
                 .map(|k| ((i * 7919 + k * 104_729) % 256) as u8)
                 .collect(),
             label: (i % 10) as u8,
@@ -135,7 +157,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     let seq_len = if opts.task.is_sequential() {
         opts.seq
     } else {
-        784
+        PIXELS
     };
     let (times, gradients) = with_model(
         &config,

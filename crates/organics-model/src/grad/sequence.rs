@@ -375,7 +375,7 @@ mod tests {
             .clamp_min(0.0);
         let weight = Tensor::<2>::random([3, 6], Distribution::Normal(0.0, 1.0), &device);
 
-        let y_plain = rnn.forward(input.clone()).y;
+        let y_plain = rnn.forward_final(input.clone(), None).y;
         let loss = (y_plain.clone() * weight.clone()).sum();
         let plain = grads_of(&rnn, &loss.backward());
 
