@@ -432,9 +432,12 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             seed,
             out,
         }) => {
-            let rows = organics_train::analyze::theorem(n, trials, seed)?;
-            print!("{}", organics_train::analyze::theorem_table(&rows));
-            organics_train::analyze::write_report(&out, &rows)?;
+            let rows = organics_train::analysis::experiments::theorem(n, trials, seed)?;
+            print!(
+                "{}",
+                organics_train::analysis::experiments::theorem_table(&rows)
+            );
+            organics_train::analysis::experiments::write_report(&out, &rows)?;
             println!("written to {}", out.display());
         }
         Command::Analyze(AnalyzeCommand::Convergence {
@@ -445,14 +448,18 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             out,
             figure,
         }) => {
-            let report = organics_train::analyze::convergence(n, trials, iterations, seed)?;
+            let report =
+                organics_train::analysis::experiments::convergence(n, trials, iterations, seed)?;
             println!(
                 "{} trials ({} skipped: simulation did not settle)",
                 report.trials, report.skipped
             );
-            print!("{}", organics_train::analyze::convergence_table(&report));
-            organics_train::analyze::write_report(&out, &report)?;
-            organics_train::convergence_plot::convergence_figure(&report, &figure)?;
+            print!(
+                "{}",
+                organics_train::analysis::experiments::convergence_table(&report)
+            );
+            organics_train::analysis::experiments::write_report(&out, &report)?;
+            organics_train::figures::convergence::convergence_figure(&report, &figure)?;
             println!("written to {} and {}", out.display(), figure.display());
         }
         Command::Plot(PlotCommand::Curves {
@@ -461,7 +468,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             title,
             out,
         }) => {
-            organics_train::curves_plot::learning_curves(&artifact_dirs, metric, &title, &out)?;
+            organics_train::figures::curves::learning_curves(&artifact_dirs, metric, &title, &out)?;
             println!("written to {}", out.display());
         }
         Command::Plot(PlotCommand::Trajectories {
@@ -471,7 +478,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             data_dir,
             out,
         }) => {
-            let s = organics_train::trajectory_plot::trajectories(
+            let s = organics_train::figures::trajectories::trajectories(
                 &artifact_dir,
                 data_dir,
                 images,
@@ -495,7 +502,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             out,
             figure,
         }) => {
-            let report = organics_train::stability_analysis::trained_stability(
+            let report = organics_train::analysis::stability::trained_stability(
                 &artifact_dir,
                 data_dir,
                 limit,
@@ -504,17 +511,17 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             )?;
             print!(
                 "{}",
-                organics_train::stability_analysis::stability_table(&report)
+                organics_train::analysis::stability::stability_table(&report)
             );
-            organics_train::analyze::write_report(&out, &report)?;
-            organics_train::stability_plot::stability_histograms(&report, &figure)?;
+            organics_train::analysis::experiments::write_report(&out, &report)?;
+            organics_train::figures::stability::stability_histograms(&report, &figure)?;
             println!("written to {} and {}", out.display(), figure.display());
         }
         Command::Report { runs, out } => {
-            let rows = organics_train::report::run_rows(&runs)?;
-            print!("{}", organics_train::report::runs_table(&rows));
+            let rows = organics_train::run::report::run_rows(&runs)?;
+            print!("{}", organics_train::run::report::runs_table(&rows));
             if let Some(out) = out {
-                let text = organics_train::report::runs_readme(&rows);
+                let text = organics_train::run::report::runs_readme(&rows);
                 std::fs::write(&out, text).map_err(|e| TrainError::File {
                     path: out.clone(),
                     message: e.to_string(),
@@ -522,13 +529,13 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 println!("written to {}", out.display());
                 // The page shows the figures by relative links: they go beside it.
                 let beside = out.parent().unwrap_or(std::path::Path::new("."));
-                for figure in organics_train::report::validation_figures(&rows, beside)? {
+                for figure in organics_train::run::report::validation_figures(&rows, beside)? {
                     println!("written to {}", figure.display());
                 }
             }
         }
         Command::Plot(PlotCommand::Phase { out }) => {
-            let marked = organics_train::phase_plot::phase_portraits(&out)?;
+            let marked = organics_train::figures::phase::phase_portraits(&out)?;
             for m in &marked {
                 println!(
                     "{:<32} fixed point y = {:>8.4}, a = {:>8.4}: {}",
@@ -574,9 +581,9 @@ fn keep_freed_memory() {}
 /// Turns SIGINT and SIGTERM into a clean stop of a training run: the training loop checks
 /// the flag after every step, finishes that step and returns [`TrainError::Stopped`] with its
 /// complete epochs checkpointed. A second signal ends the process at once (status 130).
-fn stop_on_signals() -> organics_train::guard::StopRequest {
+fn stop_on_signals() -> organics_train::harness::guard::StopRequest {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = organics_train::guard::StopRequest::default();
+    let stop = organics_train::harness::guard::StopRequest::default();
     for signal in [SIGINT, SIGTERM] {
         // The conditional shutdown is registered first so that it sees the flag as it was
         // before this signal: it exits only on a second one.
@@ -590,7 +597,7 @@ fn stop_on_signals() -> organics_train::guard::StopRequest {
 /// Burn's terminal dashboard puts the terminal in raw mode, where Ctrl-C is a key press
 /// and no longer a SIGINT, and the dashboard ignores that key. While a run lasts, this keeps
 /// the terminal's ISIG flag on, so Ctrl-C stops the run there as everywhere else.
-fn keep_ctrl_c_under_the_dashboard(stop: organics_train::guard::StopRequest) {
+fn keep_ctrl_c_under_the_dashboard(stop: organics_train::harness::guard::StopRequest) {
     use rustix::termios::{LocalModes, OptionalActions, isatty, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
     if !isatty(&stdin) {

@@ -400,7 +400,7 @@ fn sigint_stops_a_run_cleanly_and_it_resumes() {
         .expect("starts");
     let checkpoints = std::path::Path::new(&art).join("checkpoint");
     let started = std::time::Instant::now();
-    while organics_train::checkpoint::last_complete_epoch(&checkpoints).is_none() {
+    while organics_train::run::checkpoint::last_complete_epoch(&checkpoints).is_none() {
         assert!(started.elapsed().as_secs() < 300, "no epoch completed");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -466,7 +466,7 @@ fn ctrl_c_and_the_stop_key_under_the_dashboard_stop_the_run_cleanly() {
         });
         let checkpoints = art.join("checkpoint");
         let started = std::time::Instant::now();
-        while organics_train::checkpoint::last_complete_epoch(&checkpoints).is_none() {
+        while organics_train::run::checkpoint::last_complete_epoch(&checkpoints).is_none() {
             assert!(
                 started.elapsed().as_secs() < 300,
                 "{what}: no epoch completed"

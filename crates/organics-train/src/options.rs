@@ -151,7 +151,7 @@ impl BackendKind {
     pub fn training_device(
         self,
         allow_software_gpu: bool,
-    ) -> Result<(Device, Option<crate::gpu::Adapter>), TrainError> {
+    ) -> Result<(Device, Option<crate::run::gpu::Adapter>), TrainError> {
         match self {
             #[cfg(feature = "flex")]
             BackendKind::Flex => Ok((Device::flex(), None)),
@@ -164,7 +164,7 @@ impl BackendKind {
                         "backend wgpu: no GPU or Vulkan driver found (on Debian: apt-get install mesa-vulkan-drivers)".into(),
                     )
                 };
-                let adapter = crate::gpu::default_adapter().ok_or_else(no_gpu)?;
+                let adapter = crate::run::gpu::default_adapter().ok_or_else(no_gpu)?;
                 if adapter.software && !allow_software_gpu {
                     return Err(TrainError::Invalid(format!(
                         "backend wgpu: the only adapter is a software renderer, {adapter}, which runs on the CPU and is slower than --backend flex; pass --allow-software-gpu to use it anyway"

@@ -3,9 +3,9 @@
 
 mod common;
 
-use organics_train::stability_analysis::trained_stability;
-use organics_train::stability_plot::stability_histograms;
-use organics_train::trajectory_plot::trajectories;
+use organics_train::analysis::stability::trained_stability;
+use organics_train::figures::stability::stability_histograms;
+use organics_train::figures::trajectories::trajectories;
 use organics_train::{BackendKind, ModelKind, Task};
 
 fn svg(path: &std::path::Path) -> String {

@@ -5,8 +5,8 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use organics_train::checkpoint::{checkpoint_path, last_complete_epoch};
-use organics_train::lock::RunLock;
+use organics_train::run::checkpoint::{checkpoint_path, last_complete_epoch};
+use organics_train::run::lock::RunLock;
 use organics_train::{BackendKind, ModelKind, RunStatus, Task, TrainConfig, TrainError};
 
 fn mlp() -> TrainConfig {
@@ -286,7 +286,7 @@ fn a_full_disk_under_a_checkpoint_leaves_no_temporary_file() {
     let kept = last_complete_epoch(&ck).expect("a complete epoch");
     assert!(kept == 1 || kept == 3, "{kept}");
     assert!(text.contains(&format!("epoch {kept} is kept")), "{text}");
-    assert!(!organics_train::checkpoint::complete_epochs(&ck).contains(&2));
+    assert!(!organics_train::run::checkpoint::complete_epochs(&ck).contains(&2));
     assert!(
         temporary_files(dir.path()).is_empty(),
         "the link is removed"

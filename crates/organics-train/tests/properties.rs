@@ -9,9 +9,9 @@ mod mutate;
 use std::sync::OnceLock;
 
 use mutate::{apply, edits};
-use organics_train::checkpoint::{checkpoint_path, verify_checkpoint};
-use organics_train::models::StaticMlp;
-use organics_train::train::read_config;
+use organics_train::harness::models::StaticMlp;
+use organics_train::run::checkpoint::{checkpoint_path, verify_checkpoint};
+use organics_train::run::train::read_config;
 use organics_train::{BackendKind, ModelKind, RunResults, Task, TrainConfig};
 use proptest::prelude::*;
 

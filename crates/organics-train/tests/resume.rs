@@ -2,7 +2,7 @@
 
 mod common;
 
-use organics_train::checkpoint::last_complete_epoch;
+use organics_train::run::checkpoint::last_complete_epoch;
 use organics_train::{BackendKind, ModelKind, Task, TrainConfig, TrainError};
 
 fn mlp() -> TrainConfig {
@@ -40,7 +40,7 @@ fn resumed_run_matches_an_uninterrupted_one() {
     assert_eq!(resumed.test_accuracy, full.test_accuracy);
     // the learning rate of epoch 2 continues the schedule (halved after epoch 1)
     let lr = |dir: &std::path::Path| {
-        organics_train::results::read_epoch_metric(dir, "train", "Learning_Rate", 2)[1]
+        organics_train::run::results::read_epoch_metric(dir, "train", "Learning_Rate", 2)[1]
     };
     let (a, b) = (
         lr(straight.path()).expect("lr logged"),
@@ -117,9 +117,10 @@ fn weights(path: &std::path::Path) -> Vec<u32> {
     #[allow(deprecated)] // the runs above train on ndarray
     let device = Device::ndarray();
     let config = mlp();
-    let model = organics_train::models::StaticMlp::new(784, config.hidden_units(), 10, &device)
-        .try_load_file(path)
-        .expect("loads");
+    let model =
+        organics_train::harness::models::StaticMlp::new(784, config.hidden_units(), 10, &device)
+            .try_load_file(path)
+            .expect("loads");
     let mut collect = Collect(Vec::new());
     model.visit(&mut collect);
     assert!(!collect.0.is_empty());

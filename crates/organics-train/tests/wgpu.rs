@@ -20,7 +20,7 @@ fn tiny_training_on_wgpu() {
         .with_valid_limit(Some(64))
         .with_test_limit(Some(64));
     // CI has only lavapipe, a software adapter: refused by default, accepted when allowed.
-    let adapter = organics_train::gpu::default_adapter().expect("an adapter");
+    let adapter = organics_train::run::gpu::default_adapter().expect("an adapter");
     if adapter.software {
         let err = organics_train::train(&config, &common::opts(dir.path(), false))
             .expect_err("a software adapter is refused");

@@ -10,7 +10,7 @@ use burn::tensor::TensorReadError;
 use burn::train::Interrupter;
 use burn::train::metric::{Adaptor, Metric, MetricMetadata, MetricName, SerializedEntry};
 
-use crate::output::StepOutput;
+use crate::harness::output::StepOutput;
 
 /// The first non-finite value the guard saw.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -151,7 +151,7 @@ pub fn convergence_table(r: &ConvergenceReport) -> String {
 /// Writes a report as pretty JSON (atomically).
 pub fn write_report<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     crate::error::create_parent(path)?;
-    crate::train::write_json(path, value)
+    crate::run::train::write_json(path, value)
 }
 
 #[cfg(test)]

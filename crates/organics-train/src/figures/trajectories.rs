@@ -7,10 +7,11 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use plotters::prelude::*;
 
+use super::style;
 use crate::error::TrainError;
-use crate::eval::{check_permutation, load_weights, trained_run};
 use crate::options::{ModelKind, Task};
-use crate::train::load_data;
+use crate::run::eval::{check_permutation, load_weights, trained_run};
+use crate::run::train::load_data;
 use organics_data::SequenceBatcher;
 
 /// One test image of the figure.
@@ -60,7 +61,7 @@ pub fn trajectories(
         )));
     }
     let device = config.backend.device()?;
-    let model = crate::dispatch::seq_organics(config, &device);
+    let model = crate::run::dispatch::seq_organics(config, &device);
     let model = load_weights(model, &run)?.inner;
     let data = load_data(config, data_dir)?;
     check_permutation(dir, config, &data.order)?;
@@ -137,11 +138,9 @@ fn draw(
     at: &impl Fn(usize, usize, usize) -> f64,
     out: &Path,
 ) -> Result<(), TrainError> {
-    crate::error::create_parent(out)?;
     let err = crate::error::draw_err(out);
     let rows = s.images.len();
-    let root = SVGBackend::new(out, (1000, 240 * rows as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = style::canvas(out, (1000, 240 * rows as u32))?;
     for (area, img) in root.split_evenly((rows, 1)).iter().zip(&s.images) {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
         for &j in &s.neurons {
@@ -162,7 +161,7 @@ fn draw(
                     "test image {}: digit {}, predicted {}",
                     img.index, img.label, img.predicted
                 ),
-                ("sans-serif", 16),
+                (style::FONT, style::PANEL_CAPTION),
             )
             .margin(8)
             .x_label_area_size(30)
@@ -176,24 +175,18 @@ fn draw(
             .draw()
             .map_err(err)?;
         for (k, &j) in s.neurons.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
+            let color = style::series_color(k);
             chart
                 .draw_series(LineSeries::new(
                     (0..s.steps).map(|t| ((t + 1) as f64, at(img.index, t, j))),
-                    color.stroke_width(1),
+                    // 784 points per line: thinner than the figures' usual lines.
+                    color.stroke_width(style::LINE_WIDTH / 2),
                 ))
                 .map_err(err)?
                 .label(format!("neuron {j}"))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(err)?;
+        style::legend(&mut chart, SeriesLabelPosition::UpperLeft, out)?;
     }
     root.present().map_err(err)?;
     Ok(())

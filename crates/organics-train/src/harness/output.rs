@@ -120,7 +120,7 @@ pub fn nan_max(a: f64, b: f64) -> f64 {
 }
 
 /// Reports the largest value seen in an epoch; each batch's own maximum is logged, so the
-/// logs keep the whole history (see [`crate::results::read_epoch_max`]).
+/// logs keep the whole history (see [`crate::run::results::read_epoch_max`]).
 pub struct MaxMetric<I> {
     name: MetricName,
     higher_is_better: bool,

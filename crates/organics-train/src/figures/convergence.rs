@@ -6,7 +6,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::analyze::ConvergenceReport;
+use super::style;
+use crate::analysis::experiments::ConvergenceReport;
 use crate::error::TrainError;
 
 /// Draws `report` into the SVG `out`.
@@ -28,17 +29,15 @@ pub fn convergence_figure(report: &ConvergenceReport, out: &Path) -> Result<(), 
     }
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min) / 3.0;
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max) * 3.0;
-    crate::error::create_parent(out)?;
     let err = crate::error::draw_err(out);
-    let root = SVGBackend::new(out, (800, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = style::canvas(out, (800, 520))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
                 "Algorithm 1 vs simulation: {} circuits, n = {}",
                 report.trials, report.n
             ),
-            ("sans-serif", 20),
+            (style::FONT, style::CAPTION),
         )
         .margin(15)
         .x_label_area_size(40)
@@ -69,33 +68,19 @@ pub fn convergence_figure(report: &ConvergenceReport, out: &Path) -> Result<(), 
         .map(|(k, (m, s))| {
             let x = (k + 1) as f64;
             let low = if m - s > lo { m - s } else { lo };
-            PathElement::new([(x, low), (x, m + s)], BLUE.mix(0.5).stroke_width(2))
+            PathElement::new(
+                [(x, low), (x, m + s)],
+                BLUE.mix(0.5).stroke_width(style::LINE_WIDTH),
+            )
         });
     chart.draw_series(bars).map_err(err)?;
     for (name, points, color) in [
         ("mean (± std)", series(&report.mean), BLUE),
         ("max", series(&report.max), RED),
     ] {
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(err)?;
+        style::line_with_markers(&mut chart, name, points, color.to_rgba(), out)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    style::legend(&mut chart, SeriesLabelPosition::UpperRight, out)?;
     root.present().map_err(err)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use organics_model::analysis::PlanarCircuit;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use super::style;
 use crate::error::TrainError;
 
 /// The paper's three `(w_r, σ)` sets (docs/MODEL.md §8).
@@ -50,10 +51,8 @@ fn segments(points: impl Iterator<Item = (f64, Option<f64>)>, a_max: f64) -> Vec
 /// Draws the six panels (three parameter sets, main and rectified model) into `path`;
 /// returns the fixed points it marked.
 pub fn phase_portraits(path: &Path) -> Result<Vec<MarkedPoint>, TrainError> {
-    crate::error::create_parent(path)?;
     let err = crate::error::draw_err(path);
-    let root = SVGBackend::new(path, (1500, 900)).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
+    let root = style::canvas(path, (1500, 900))?;
     let panels = root.split_evenly((2, 3));
     let mut marked = Vec::new();
     let cases = [false, true]
@@ -76,7 +75,7 @@ pub fn phase_portraits(path: &Path) -> Result<Vec<MarkedPoint>, TrainError> {
             .fold(1.0f64, f64::max)
             .min(4.0);
         let mut chart = ChartBuilder::on(area)
-            .caption(&title, ("sans-serif", 20))
+            .caption(&title, (style::FONT, style::PANEL_CAPTION))
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(45)
@@ -127,7 +126,7 @@ pub fn phase_portraits(path: &Path) -> Result<Vec<MarkedPoint>, TrainError> {
                 .enumerate()
             {
                 let s = chart
-                    .draw_series(LineSeries::new(seg, color.stroke_width(2)))
+                    .draw_series(LineSeries::new(seg, color.stroke_width(style::LINE_WIDTH)))
                     .map_err(&err)?;
                 if k == 0 {
                     s.label(label)
@@ -139,7 +138,7 @@ pub fn phase_portraits(path: &Path) -> Result<Vec<MarkedPoint>, TrainError> {
             let style = if f.is_stable() {
                 BLACK.filled()
             } else {
-                BLACK.stroke_width(2)
+                BLACK.stroke_width(style::LINE_WIDTH)
             };
             chart
                 .draw_series([Circle::new((f.y, f.a), 6, style)])
@@ -151,13 +150,7 @@ pub fn phase_portraits(path: &Path) -> Result<Vec<MarkedPoint>, TrainError> {
                 stable: f.is_stable(),
             });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperMiddle)
-            .draw()
-            .map_err(&err)?;
+        style::legend(&mut chart, SeriesLabelPosition::UpperMiddle, path)?;
     }
     root.present().map_err(&err)?;
     Ok(marked)

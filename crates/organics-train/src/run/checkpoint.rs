@@ -13,7 +13,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use burn::train::checkpoint::{Checkpoint, Checkpointer, CheckpointerError};
 
-use crate::metric_log::WriteFailure;
+use crate::harness::metric_log::WriteFailure;
 
 /// The three records of one epoch's checkpoint.
 pub const PARTS: [&str; 3] = ["model", "optim", "scheduler"];

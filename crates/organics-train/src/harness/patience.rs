@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use burn::train::EarlyStoppingStrategy;
 use burn::train::metric::store::EventStoreClient;
 
-use crate::results::read_epoch_metric;
+use crate::run::results::read_epoch_metric;
 
 /// Stops once the validation accuracy has not improved for `patience` epochs.
 #[derive(Debug, Clone)]

@@ -89,7 +89,10 @@ pub struct RunResults {
 
 /// The text of the log of `metric` for one epoch, if it exists.
 fn epoch_log(dir: &Path, split: &str, metric: &str, epoch: usize) -> Option<String> {
-    std::fs::read_to_string(crate::metric_log::log_path(dir, split, metric, epoch)).ok()
+    std::fs::read_to_string(crate::harness::metric_log::log_path(
+        dir, split, metric, epoch,
+    ))
+    .ok()
 }
 
 /// The mean of a metric over an epoch, from Burn's `<split>/epoch-N/<Metric>.log` files
@@ -122,7 +125,7 @@ pub fn read_epoch_max(dir: &Path, split: &str, metric: &str, epochs: usize) -> V
             let text = epoch_log(dir, split, metric, epoch)?;
             text.lines()
                 .filter_map(|line| line.split(',').next()?.trim().parse::<f64>().ok())
-                .reduce(crate::output::nan_max)
+                .reduce(crate::harness::output::nan_max)
         })
         .collect()
 }

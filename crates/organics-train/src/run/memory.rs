@@ -7,7 +7,7 @@
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::options::{ModelKind, Task};
-use crate::train::RunData;
+use crate::run::train::RunData;
 
 const F32: f64 = 4.0;
 /// Pixels of an image, and steps of a pixel sequence.

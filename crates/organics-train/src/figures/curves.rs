@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
+use super::style;
 use crate::error::TrainError;
 use crate::options::CurveMetric;
-use crate::results::RunResults;
+use crate::run::results::RunResults;
 
 /// Draws `metric` per epoch of each run's `results.json` into `out`.
 pub fn learning_curves(
@@ -81,12 +82,10 @@ pub(crate) fn draw_curves(
             (lo - pad..hi + pad, "largest Re(eigenvalue), probe images")
         }
     };
-    crate::error::create_parent(out)?;
     let err = crate::error::draw_err(out);
-    let root = SVGBackend::new(out, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = style::canvas(out, (900, 560))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(title, (style::FONT, style::CAPTION))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -102,35 +101,18 @@ pub(crate) fn draw_curves(
         chart
             .draw_series(LineSeries::new(
                 [(1.0, 0.0), (epochs.max(2.0), 0.0)],
-                RED.stroke_width(1),
+                RED.stroke_width(style::LINE_WIDTH / 2),
             ))
             .map_err(err)?;
     }
     for (k, (name, points)) in curves.into_iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )
-            .map_err(err)?;
+        style::line_with_markers(&mut chart, &name, points, style::series_color(k), out)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(match metric {
-            CurveMetric::Accuracy => SeriesLabelPosition::LowerRight,
-            CurveMetric::Stability => SeriesLabelPosition::UpperRight,
-        })
-        .draw()
-        .map_err(err)?;
+    let position = match metric {
+        CurveMetric::Accuracy => SeriesLabelPosition::LowerRight,
+        CurveMetric::Stability => SeriesLabelPosition::UpperRight,
+    };
+    style::legend(&mut chart, position, out)?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -146,7 +128,7 @@ mod tests {
         let run = dir.path().join("run-a");
         std::fs::create_dir_all(&run).unwrap();
         let mut r = RunResults {
-            status: crate::results::RunStatus::Finished,
+            status: crate::run::results::RunStatus::Finished,
             adapter: None,
             task: Task::Mnist,
             model: ModelKind::Mlp,

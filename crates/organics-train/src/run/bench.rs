@@ -11,10 +11,10 @@ use burn::train::TrainStep;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::error::TrainError;
-use crate::models::{HarnessModel, Truncate};
+use crate::harness::models::{HarnessModel, Truncate};
 use crate::options::{BackendKind, GradientPath, ModelKind, Task};
+use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use organics_data::{DigitItem, PIXELS, PixelOrder};
 use organics_model::HostAdam;
 

@@ -11,8 +11,8 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
+use crate::harness::output::StepOutput;
 use crate::options::GradientPath;
-use crate::output::StepOutput;
 use organics_data::{SequenceBatch, StaticBatch};
 use organics_model::BpttKernel;
 use organics_model::{SeqClassifier, StaticClassifier};

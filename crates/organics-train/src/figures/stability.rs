@@ -6,8 +6,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::style;
+use crate::analysis::stability::TrainedStability;
 use crate::error::TrainError;
-use crate::stability_analysis::TrainedStability;
 
 /// Draws `report`'s histograms side by side into the SVG `out`.
 pub fn stability_histograms(report: &TrainedStability, out: &Path) -> Result<(), TrainError> {
@@ -16,11 +17,9 @@ pub fn stability_histograms(report: &TrainedStability, out: &Path) -> Result<(),
             "no finite eigenvalue to draw: every fixed point failed".into(),
         ));
     }
-    crate::error::create_parent(out)?;
     let err = crate::error::draw_err(out);
     let panels = report.layers.len();
-    let root = SVGBackend::new(out, (460 * panels as u32, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = style::canvas(out, (460 * panels as u32, 420))?;
     for (area, layer) in root.split_evenly((1, panels)).iter().zip(&report.layers) {
         let h = &layer.histogram;
         let (Some(&lo), Some(&hi)) = (h.edges.first(), h.edges.last()) else {
@@ -38,7 +37,7 @@ pub fn stability_histograms(report: &TrainedStability, out: &Path) -> Result<(),
                     layer.neurons,
                     layer.max
                 ),
-                ("sans-serif", 18),
+                (style::FONT, style::PANEL_CAPTION),
             )
             .margin(12)
             .x_label_area_size(40)
@@ -61,7 +60,7 @@ pub fn stability_histograms(report: &TrainedStability, out: &Path) -> Result<(),
         chart
             .draw_series(LineSeries::new(
                 [(0.0, 0.0), (0.0, top)],
-                RED.stroke_width(2),
+                RED.stroke_width(style::LINE_WIDTH),
             ))
             .map_err(err)?;
     }

@@ -10,10 +10,10 @@ use burn::train::{InferenceStep, TrainStep};
 use organics_data::{CLASSES, DigitItem, PIXELS, PixelOrder, SequenceBatcher, StaticBatcher};
 
 use crate::config::TrainConfig;
-use crate::models::{HarnessModel, SeqLstm, SeqOrganics, StaticMlp, StaticOrganics};
+use crate::harness::models::{HarnessModel, SeqLstm, SeqOrganics, StaticMlp, StaticOrganics};
+use crate::harness::output::StepOutput;
 use crate::options::{GradientPath, ModelKind, Task};
-use crate::output::StepOutput;
-use crate::train::{seeded_init, seq_config, static_config};
+use crate::run::train::{seeded_init, seq_config, static_config};
 
 /// Inputs of a sequence model per time step: one pixel.
 const STEP_INPUTS: usize = 1;

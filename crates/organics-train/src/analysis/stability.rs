@@ -10,10 +10,10 @@ use burn::data::dataset::Dataset;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
-use crate::eval::{load_weights, trained_run};
-use crate::models::StaticOrganics;
+use crate::harness::models::StaticOrganics;
 use crate::options::{GradientPath, ModelKind, Task};
-use crate::train::{load_data, static_config};
+use crate::run::eval::{load_weights, trained_run};
+use crate::run::train::{load_data, static_config};
 use organics_data::StaticBatcher;
 
 /// Images whose fixed points are analysed together (one forward pass of the layers).
@@ -155,7 +155,7 @@ pub fn trained_stability(
             max: v
                 .iter()
                 .copied()
-                .fold(f64::NEG_INFINITY, crate::output::nan_max),
+                .fold(f64::NEG_INFINITY, crate::harness::output::nan_max),
             min: v.iter().copied().fold(f64::INFINITY, f64::min),
             mean: v.iter().sum::<f64>() / v.len() as f64,
             // NaN (no fixed point to speak of) counts as not stable.

@@ -23,20 +23,20 @@ use organics_data::{
 use organics_model::HostAdam;
 use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierConfig};
 
-use crate::checkpoint::{
+use crate::config::TrainConfig;
+use crate::error::{TrainError, file_err};
+use crate::harness::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
+use crate::harness::metric_log::{MetricFiles, WriteFailure};
+use crate::harness::models::HarnessModel;
+use crate::harness::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric};
+use crate::harness::patience::RunPatience;
+use crate::options::Task;
+use crate::run::checkpoint::{
     AtomicCheckpointer, last_complete_epoch, newest_intact_epoch, write_atomic,
 };
-use crate::config::TrainConfig;
-use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
-use crate::error::{TrainError, file_err};
-use crate::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
-use crate::lock::RunLock;
-use crate::metric_log::{MetricFiles, WriteFailure};
-use crate::models::HarnessModel;
-use crate::options::Task;
-use crate::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric};
-use crate::patience::RunPatience;
-use crate::results::{RunResults, RunStatus, TestScore};
+use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
+use crate::run::lock::RunLock;
+use crate::run::results::{RunResults, RunStatus, TestScore};
 
 // Guards Burn's process-wide random generator while a model's parameters are drawn (see
 // `seeded_init`); it guards no state of ours.
@@ -261,7 +261,7 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
         eprintln!("wgpu adapter: {adapter}");
     }
     let data = load_data(config, opts.data_dir.clone())?;
-    crate::memory::check_fits(config, &data)?;
+    crate::run::memory::check_fits(config, &data)?;
     let resume = prepare_artifact_dir(config, opts)?;
     if let PixelOrder::Permuted(perm) = &data.order {
         write_json(&opts.artifact_dir.join(files::PERMUTATION), perm.as_ref())?;
@@ -439,7 +439,7 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         training = training.metric_valid_numeric(MaxMetric::stability());
     }
     if opts.plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        training = training.renderer(Box::new(crate::progress::PlainRenderer::new()));
+        training = training.renderer(Box::new(crate::harness::progress::PlainRenderer::new()));
     }
     if let Some(epoch) = resume_from {
         training = training.checkpoint(epoch);
@@ -478,10 +478,10 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     // stop there (its stop key, or Ctrl-C through `opts.stop`) would pass for a finished run.
     let completed = last_complete_epoch(&checkpoints).unwrap_or(0);
     let best = config.patience.and_then(|_| {
-        let accuracy = crate::results::read_epoch_metric(dir, "valid", "Accuracy", completed);
-        crate::patience::best_epoch(&accuracy)
+        let accuracy = crate::run::results::read_epoch_metric(dir, "valid", "Accuracy", completed);
+        crate::harness::patience::best_epoch(&accuracy)
     });
-    crate::checkpoint::prune_checkpoints(&checkpoints, best);
+    crate::run::checkpoint::prune_checkpoints(&checkpoints, best);
     let early_stopped = config
         .patience
         .is_some_and(|p| RunPatience::new(dir, p).fires_after(completed));
@@ -623,18 +623,20 @@ fn results_of(config: &TrainConfig, dir: &Path, o: Outcome) -> RunResults {
         seed: config.seed,
         permutation_seed: matches!(config.task, Task::Psmnist).then_some(config.permutation_seed),
         // Burn logs accuracy in percent; results use fractions throughout.
-        valid_accuracy: crate::results::read_epoch_metric(dir, "valid", "Accuracy", last_epoch)
-            .into_iter()
-            .map(|a| a.map(|v| v / 100.0))
-            .collect(),
-        train_loss: crate::results::read_epoch_metric(dir, "train", "Loss", last_epoch),
+        valid_accuracy: crate::run::results::read_epoch_metric(
+            dir, "valid", "Accuracy", last_epoch,
+        )
+        .into_iter()
+        .map(|a| a.map(|v| v / 100.0))
+        .collect(),
+        train_loss: crate::run::results::read_epoch_metric(dir, "train", "Loss", last_epoch),
         // A NaN epoch must show in the maximum, not vanish (f64::max would drop it).
-        max_grad_norm: crate::results::read_epoch_max(dir, "train", GRAD_NORM, last_epoch)
+        max_grad_norm: crate::run::results::read_epoch_max(dir, "train", GRAD_NORM, last_epoch)
             .into_iter()
             .flatten()
-            .reduce(crate::output::nan_max),
+            .reduce(crate::harness::output::nan_max),
         max_real_eigenvalue: if o.has_probe {
-            crate::results::read_epoch_max(dir, "valid", MAX_REAL_EIGENVALUE, last_epoch)
+            crate::run::results::read_epoch_max(dir, "valid", MAX_REAL_EIGENVALUE, last_epoch)
         } else {
             Vec::new()
         },
@@ -650,15 +652,15 @@ fn best_valid_weights<M: HarnessModel>(
     checkpoints: &Path,
     epochs: usize,
 ) -> Result<(M, Option<usize>), TrainError> {
-    let accuracy = crate::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
-    let path = |epoch| crate::checkpoint::checkpoint_path(checkpoints, "model", epoch);
+    let accuracy = crate::run::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
+    let path = |epoch| crate::run::checkpoint::checkpoint_path(checkpoints, "model", epoch);
     // Among the epochs whose weights are still on disk.
     let kept: Vec<Option<f64>> = accuracy
         .iter()
         .enumerate()
         .map(|(i, a)| a.filter(|_| path(i + 1).is_file()))
         .collect();
-    let Some(epoch) = crate::patience::best_epoch(&kept) else {
+    let Some(epoch) = crate::harness::patience::best_epoch(&kept) else {
         return Ok((trained, None));
     };
     let model = trained

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::last_complete_epoch;
 use crate::error::{TrainError, file_err};
 use crate::options::{ModelKind, Task};
-use crate::results::{RunResults, RunStatus};
-use crate::train::{files, read_config};
+use crate::run::checkpoint::last_complete_epoch;
+use crate::run::results::{RunResults, RunStatus};
+use crate::run::train::{files, read_config};
 
 /// The paper's test accuracy (%) for a sequence run, where the paper reports one.
 pub fn paper_accuracy(
@@ -97,18 +97,27 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         Some(r) => r.epochs,
         None => last_complete_epoch(&dir.join(files::CHECKPOINTS)).unwrap_or(0),
     };
-    let valid = crate::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
-    let best_valid = crate::patience::best_epoch(&valid).and_then(|e| Some((valid[e - 1]?, e)));
-    let max_grad_norm =
-        crate::results::read_epoch_max(dir, "train", crate::output::GRAD_NORM, epochs)
-            .into_iter()
-            .flatten()
-            .reduce(crate::output::nan_max);
-    let max_eigenvalue =
-        crate::results::read_epoch_max(dir, "valid", crate::output::MAX_REAL_EIGENVALUE, epochs)
-            .into_iter()
-            .flatten()
-            .reduce(crate::output::nan_max);
+    let valid = crate::run::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
+    let best_valid =
+        crate::harness::patience::best_epoch(&valid).and_then(|e| Some((valid[e - 1]?, e)));
+    let max_grad_norm = crate::run::results::read_epoch_max(
+        dir,
+        "train",
+        crate::harness::output::GRAD_NORM,
+        epochs,
+    )
+    .into_iter()
+    .flatten()
+    .reduce(crate::harness::output::nan_max);
+    let max_eigenvalue = crate::run::results::read_epoch_max(
+        dir,
+        "valid",
+        crate::harness::output::MAX_REAL_EIGENVALUE,
+        epochs,
+    )
+    .into_iter()
+    .flatten()
+    .reduce(crate::harness::output::nan_max);
     let hidden = config.hidden_units();
     let tau = if config.learn_time_constants {
         "learned τ"
@@ -186,7 +195,7 @@ pub fn validation_figures(rows: &[RunRow], dir: &Path) -> Result<Vec<PathBuf>, T
             .filter(|(_, points): &(String, Vec<(f64, f64)>)| !points.is_empty())
             .collect();
         let out = dir.join(validation_figure_name(task));
-        crate::curves_plot::draw_curves(
+        crate::figures::curves::draw_curves(
             curves,
             crate::options::CurveMetric::Accuracy,
             &format!("{task}: validation accuracy per epoch"),

@@ -7,12 +7,12 @@ use burn::module::Module;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{checkpoint_path, last_complete_epoch};
 use crate::config::TrainConfig;
-use crate::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::error::TrainError;
 use crate::options::{BackendKind, Task};
-use crate::train::{files, load_data, read_config};
+use crate::run::checkpoint::{checkpoint_path, last_complete_epoch};
+use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
+use crate::run::train::{files, load_data, read_config};
 use organics_data::PixelOrder;
 
 /// What `cargo xtask eval` reports.
@@ -118,11 +118,11 @@ struct Score<'a> {
 }
 
 impl ModelJob for Score<'_> {
-    type Output = Result<crate::results::TestScore, TrainError>;
+    type Output = Result<crate::run::results::TestScore, TrainError>;
 
     fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
         let model = load_weights(model, self.run)?;
-        crate::train::evaluate_model(&model, &batcher, self.test, self.batch_size, self.device)
+        crate::run::train::evaluate_model(&model, &batcher, self.test, self.batch_size, self.device)
     }
 }
 

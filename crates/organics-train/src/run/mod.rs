@@ -1,0 +1,15 @@
+//! A run from start to results: [`train`] (data, model, Learner, schedule), [`dispatch`]
+//! (the model a configuration names), [`checkpoint`] and [`lock`] (the artifact folder),
+//! [`results`] (`results.json`), [`eval`] (the test set), [`bench`] (seconds per step),
+//! [`memory`] and [`gpu`] (what the machine can take), [`report`] (a folder of runs).
+
+pub mod bench;
+pub mod checkpoint;
+pub mod dispatch;
+pub mod eval;
+pub mod gpu;
+pub mod lock;
+pub mod memory;
+pub mod report;
+pub mod results;
+pub mod train;
