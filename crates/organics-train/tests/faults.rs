@@ -247,22 +247,34 @@ fn on_a_full_disk(path: &std::path::Path) {
 fn a_full_disk_under_the_metric_logs_stops_the_run_with_an_error() {
     let dir = tempfile::tempdir().expect("tmp");
     train(&mlp().with_epochs(1), dir.path(), false).expect("one epoch");
-    let full = dir.path().join("train").join("epoch-2").join("Loss.log");
+    // metrics.jsonl is rewritten through <name>.tmp at the end of each epoch and split
+    let metrics = dir.path().join("metrics.jsonl");
+    let full = dir.path().join("metrics.jsonl.tmp");
     on_a_full_disk(&full);
     let err = train(&mlp().with_epochs(3), dir.path(), true).expect_err("disk full");
     let text = err.to_string();
     assert!(matches!(err, TrainError::WriteFailed { .. }), "{text}");
-    assert!(text.contains(&full.display().to_string()), "{text}");
+    assert!(text.contains(&metrics.display().to_string()), "{text}");
     assert!(text.contains("No space left on device"), "{text}");
     assert!(text.contains("epoch 1 is kept"), "{text}");
     // stopped at once: epoch 2 never completed, nothing of it is presented as a result
     assert_eq!(last_complete_epoch(&dir.path().join("checkpoint")), Some(1));
     assert!(temporary_files(dir.path()).is_empty());
-    // once there is room again the run resumes from epoch 1
-    std::fs::remove_file(&full).expect("rm link");
+    // the failed temporary file was removed (here: the link to the full device), so there
+    // is room again and the run resumes from epoch 1
+    assert!(
+        std::fs::symlink_metadata(&full).is_err(),
+        "temporary file left"
+    );
     let done = organics_train::train(&mlp().with_epochs(3), &common::opts(dir.path(), true))
         .expect("resumes");
     assert_eq!((done.resumed_from_epoch, done.epochs), (Some(1), 3));
+    // the failed write lost nothing: every epoch's metrics are there, epoch 1's included
+    assert!(
+        done.valid_accuracy.iter().all(Option::is_some),
+        "{:?}",
+        done.valid_accuracy
+    );
 }
 
 #[cfg(target_os = "linux")]

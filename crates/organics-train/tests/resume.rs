@@ -40,7 +40,7 @@ fn resumed_run_matches_an_uninterrupted_one() {
     assert_eq!(resumed.test_accuracy, full.test_accuracy);
     // the learning rate of epoch 2 continues the schedule (halved after epoch 1)
     let lr = |dir: &std::path::Path| {
-        organics_train::run::results::read_epoch_metric(dir, "train", "Learning_Rate", 2)[1]
+        organics_train::run::results::read_epoch_metric(dir, "train", "Learning Rate", 2)[1]
     };
     let (a, b) = (
         lr(straight.path()).expect("lr logged"),

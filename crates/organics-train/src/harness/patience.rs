@@ -2,12 +2,12 @@
 //!
 //! Burn's `MetricEarlyStoppingStrategy` counts from the epochs its own invocation has seen,
 //! so a long run resumed again and again (say, once a day) would never stop early. This strategy
-//! reads the validation accuracy of every epoch from the run's metric logs instead.
+//! reads the validation accuracy of every epoch from the run's `metrics.jsonl` instead.
 
 use std::path::PathBuf;
 
 use burn::train::EarlyStoppingStrategy;
-use burn::train::metric::store::EventStoreClient;
+use burn::train::metric::store::{Aggregate, Direction, EventStoreClient, Split};
 
 use crate::run::results::read_epoch_metric;
 
@@ -49,7 +49,15 @@ pub fn best_epoch(values: &[Option<f64>]) -> Option<usize> {
 }
 
 impl EarlyStoppingStrategy for RunPatience {
-    fn should_stop(&mut self, epoch: usize, _store: &EventStoreClient) -> bool {
+    fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
+        // The store handles events on its own thread, in order; a query through it returns
+        // only once the end of this epoch (and so its line in metrics.jsonl) is processed.
+        let _ = store.find_epoch(
+            "Accuracy",
+            Aggregate::Mean,
+            Direction::Highest,
+            &Split::Valid,
+        );
         self.fires_after(epoch)
     }
 }

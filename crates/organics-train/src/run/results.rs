@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::harness::metric_log::{epoch_summaries, read_records};
 use crate::options::{BackendKind, ModelKind, Task};
 
 /// Loss and accuracy on a test set.
@@ -87,46 +88,23 @@ pub struct RunResults {
     pub max_real_eigenvalue: Vec<Option<f64>>,
 }
 
-/// The text of the log of `metric` for one epoch, if it exists.
-fn epoch_log(dir: &Path, split: &str, metric: &str, epoch: usize) -> Option<String> {
-    std::fs::read_to_string(crate::harness::metric_log::log_path(
-        dir, split, metric, epoch,
-    ))
-    .ok()
-}
-
-/// The mean of a metric over an epoch, from Burn's `<split>/epoch-N/<Metric>.log` files
-/// (one `value[,count]` line per batch), for epochs 1..=epochs.
+/// The mean of a metric over each of epochs 1..=epochs, from the run's `metrics.jsonl`
+/// (see [`crate::harness::metric_log`]).
 pub fn read_epoch_metric(dir: &Path, split: &str, metric: &str, epochs: usize) -> Vec<Option<f64>> {
-    (1..=epochs)
-        .map(|epoch| {
-            let text = epoch_log(dir, split, metric, epoch)?;
-            let (mut sum, mut weight) = (0.0, 0.0);
-            for line in text.lines() {
-                let mut parts = line.split(',');
-                let value: f64 = parts.next()?.trim().parse().ok()?;
-                let count: f64 = parts
-                    .next()
-                    .and_then(|c| c.trim().parse().ok())
-                    .unwrap_or(1.0);
-                sum += value * count;
-                weight += count;
-            }
-            (weight > 0.0).then(|| sum / weight)
-        })
+    let records = read_records(dir);
+    epoch_summaries(&records, split, metric, epochs)
+        .into_iter()
+        .map(|s| s.map(|s| s.mean))
         .collect()
 }
 
-/// The largest value of a metric logged in each epoch (a NaN anywhere makes it NaN), from
-/// the same log files as [`read_epoch_metric`], for epochs 1..=epochs.
+/// The largest value of a metric in each of epochs 1..=epochs (NaN when any batch was
+/// NaN), from the same file as [`read_epoch_metric`].
 pub fn read_epoch_max(dir: &Path, split: &str, metric: &str, epochs: usize) -> Vec<Option<f64>> {
-    (1..=epochs)
-        .map(|epoch| {
-            let text = epoch_log(dir, split, metric, epoch)?;
-            text.lines()
-                .filter_map(|line| line.split(',').next()?.trim().parse::<f64>().ok())
-                .reduce(crate::harness::output::nan_max)
-        })
+    let records = read_records(dir);
+    epoch_summaries(&records, split, metric, epochs)
+        .into_iter()
+        .map(|s| s.map(|s| s.max))
         .collect()
 }
 

@@ -26,7 +26,7 @@ use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierCo
 use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
 use crate::harness::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
-use crate::harness::metric_log::{MetricFiles, WriteFailure};
+use crate::harness::metric_log::{METRICS_FILE, MetricLog, WriteFailure};
 use crate::harness::models::HarnessModel;
 use crate::harness::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric};
 use crate::harness::patience::RunPatience;
@@ -112,19 +112,19 @@ pub mod files {
     pub const PERMUTATION: &str = "permutation.json";
     /// Checkpoint folder.
     pub const CHECKPOINTS: &str = "checkpoint";
-    /// Burn's per-epoch metric logs of the two splits.
-    pub const METRIC_LOGS: [&str; 2] = ["train", "valid"];
+    /// The per-epoch metrics.
+    pub const METRICS: &str = super::METRICS_FILE;
 }
 
 /// Removes what a run writes into its artifact directory (not the lock, nor files of others).
 fn remove_run_files(dir: &Path) -> Result<(), TrainError> {
-    for sub in [files::CHECKPOINTS].iter().chain(&files::METRIC_LOGS) {
-        let path = dir.join(sub);
-        if path.exists() {
-            std::fs::remove_dir_all(&path).map_err(file_err(&path))?;
-        }
+    let checkpoints = dir.join(files::CHECKPOINTS);
+    if checkpoints.exists() {
+        std::fs::remove_dir_all(&checkpoints).map_err(file_err(&checkpoints))?;
     }
+    crate::harness::metric_log::legacy::remove(dir);
     for name in [
+        files::METRICS,
         files::MODEL,
         files::RESULTS,
         files::PERMUTATION,
@@ -410,7 +410,11 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         .metric_train_numeric(MaxMetric::grad_norm())
         .metric_train(guard(GuardedSplit::Train, iterations_per_epoch))
         .metric_valid(guard(GuardedSplit::Valid, valid_iterations))
-        .with_metric_logger(MetricFiles::new(dir, failure.clone()))
+        .with_metric_logger(MetricLog::open(
+            dir,
+            resume_from.unwrap_or(0),
+            failure.clone(),
+        ))
         .with_custom_checkpointers(
             AtomicCheckpointer::new(&checkpoints, "model").reporting_to(failure.clone()),
             AtomicCheckpointer::new(&checkpoints, "optim").reporting_to(failure.clone()),
