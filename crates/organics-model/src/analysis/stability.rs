@@ -52,7 +52,7 @@ pub fn leading_eigenvalue(m: &DMatrix<f64>) -> Result<Eigenvalue, ModelError> {
 /// means the state, if it is a fixed point, is locally asymptotically stable.
 ///
 /// ```
-/// use organics_model::{Circuit, SplitMix64, stability::max_real_eigenvalue};
+/// use organics_model::analysis::{Circuit, SplitMix64, max_real_eigenvalue};
 ///
 /// let mut rng = SplitMix64::new(1);
 /// let circuit = Circuit::random(10, None, &mut rng); // W_r = I

@@ -249,7 +249,8 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
         "# Runs of the paper's Tables 1 and 2\n\n\
          One folder per table row: its `config.json`, its latest complete checkpoints (model, \
          optimizer, scheduler) and, with early stopping, those of its best validation epoch, \
-         the per-epoch metric logs (`train/`, `valid/`), its progress log `train.log` and, once \
+         its per-epoch metrics `metrics.jsonl` (older runs: the metric logs `train/`, \
+         `valid/`, converted when they resume), its progress log `train.log` and, once \
          finished, `model.bpk` (the weights of the best validation epoch) and `results.json`.\n\n\
          `bash runs/run.sh` trains the unfinished rows one after another, resuming each from its \
          checkpoint (the settings are in the script and in docs/RESULTS.md); \
