@@ -13,6 +13,20 @@ fn xtask(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Runs xtask with `args`, checks that it succeeded and returns its standard output.
+fn xtask_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The MNIST folder shipped in the repository.
 fn shipped() -> String {
     format!("{}/../data/mnist", env!("CARGO_MANIFEST_DIR"))
@@ -145,16 +159,7 @@ fn an_artifact_dir_of_another_run_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("another configuration"), "{err}");
     // and eval of the finished run works and prints JSON
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["eval", "--artifact-dir", &art, "--data-dir", &data])
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
+    let line = xtask_stdout(&["eval", "--artifact-dir", &art, "--data-dir", &data]);
     let v: serde_json::Value = serde_json::from_str(line.trim()).expect("json");
     assert!(v["test_accuracy"].as_f64().is_some());
 }
@@ -335,29 +340,20 @@ fn trajectories_command_on_a_tiny_sequence_run() {
     let art = tiny_run(tmp.path(), &flags);
     let data = shipped();
     let figure = tmp.path().join("traj.svg");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "plot",
-            "trajectories",
-            "--artifact-dir",
-            &art,
-            "--images",
-            "2",
-            "--neurons",
-            "3",
-            "--data-dir",
-            &data,
-            "--out",
-            figure.to_str().expect("utf8"),
-        ])
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = xtask_stdout(&[
+        "plot",
+        "trajectories",
+        "--artifact-dir",
+        &art,
+        "--images",
+        "2",
+        "--neurons",
+        "3",
+        "--data-dir",
+        &data,
+        "--out",
+        figure.to_str().expect("utf8"),
+    ]);
     assert_eq!(stdout.matches("test image").count(), 2, "{stdout}");
     assert!(
         svg_elements(&figure, "polyline") >= 6,

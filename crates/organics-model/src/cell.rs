@@ -93,11 +93,17 @@ pub struct OrganicsCell {
     pub rectified: bool,
 }
 
+/// The display settings of the crate's modules: attributes on one line, as burn-nn's
+/// recurrent modules show theirs.
+pub(crate) fn compact_display() -> Option<DisplaySettings> {
+    DisplaySettings::new()
+        .with_new_line_after_attribute(false)
+        .optional()
+}
+
 impl ModuleDisplay for OrganicsCell {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        crate::cell::compact_display()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {
@@ -111,18 +117,23 @@ impl ModuleDisplay for OrganicsCell {
     }
 }
 
-/// The four state variables of the circuit, each `[batch, n]`.
+/// The circuit's four state variables, as tensors of rank `D`: [`OrganicsState`] (one time
+/// step, `[batch, n]` each) or [`OrganicsTrajectory`](crate::OrganicsTrajectory) (every
+/// step, `[batch, seq, n]` each, the state after step t at index t).
 #[derive(Debug, Clone)]
-pub struct OrganicsState {
+pub struct CircuitVariables<const D: usize> {
     /// Principal-neuron membrane potentials.
-    pub y: Tensor<2>,
+    pub y: Tensor<D>,
     /// Modulator membrane potentials.
-    pub a: Tensor<2>,
+    pub a: Tensor<D>,
     /// Input gain of the modulators.
-    pub b0: Tensor<2>,
+    pub b0: Tensor<D>,
     /// Input gain of the principal neurons.
-    pub b1: Tensor<2>,
+    pub b1: Tensor<D>,
 }
+
+/// The circuit's state at one time step, each variable `[batch, n]`.
+pub type OrganicsState = CircuitVariables<2>;
 
 impl OrganicsCellConfig {
     /// Initializes a cell with the paper's initialisation (docs/MODEL.md §6):

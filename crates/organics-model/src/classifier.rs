@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation;
 
 use crate::cell::OrganicsCellConfig;
-use crate::fixed_point::{FixedPointLayer, FixedPointLayerConfig};
+use crate::fixed_point::{DEFAULT_ITERATIONS, FixedPointLayer, FixedPointLayerConfig};
 use crate::rnn::{OrganicsRnn, OrganicsRnnConfig};
 
 /// Configuration of a [`SeqClassifier`].
@@ -65,14 +65,15 @@ pub struct StaticClassifierConfig {
     /// Neurons of each ORGaNICs layer. Default: `[128, 64]`, the paper's two-layer model.
     #[config(default = "vec![128, 64]")]
     pub layers: Vec<usize>,
-    /// Learn `W_r` (Algorithm 1) or fix `W_r = I` (closed form). Default: `true`.
+    /// Learn `W_r` (Algorithm 1) or fix `W_r = I` (closed form); see
+    /// [`FixedPointLayerConfig::learn_recurrence`]. Default: `true`, the paper's model.
     #[config(default = "true")]
     pub learn_recurrence: bool,
-    /// Iterations of Algorithm 1. Default: 10.
-    #[config(default = 10)]
+    /// Iterations of Algorithm 1. Default: [`DEFAULT_ITERATIONS`].
+    #[config(default = "DEFAULT_ITERATIONS")]
     pub iterations: usize,
     /// Algorithm 1 gated by `1 − a` (the authors' static code) instead of the circuit's
-    /// `1 − √a`; see [`crate::FixedPointLayerConfig::linear_gate`]. Default: false.
+    /// `1 − √a`; see [`FixedPointLayerConfig::linear_gate`]. Default: false.
     #[config(default = false)]
     pub linear_gate: bool,
     /// Number of classes. Default: 10.

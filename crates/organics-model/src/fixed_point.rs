@@ -32,6 +32,9 @@ use crate::spectral::spectral_normalize;
 /// Where `‖W_zx u‖` is clamped from below, so that a zero drive gives `z = 0`, not NaN.
 pub(crate) const NORM_FLOOR: f32 = 1e-12;
 
+/// Iterations `K` of Algorithm 1 by default (the paper sees convergence in < 5).
+pub const DEFAULT_ITERATIONS: usize = 10;
+
 /// Configuration of a [`FixedPointLayer`].
 #[derive(Config, Debug)]
 pub struct FixedPointLayerConfig {
@@ -43,8 +46,8 @@ pub struct FixedPointLayerConfig {
     /// Default: `true`, the paper's static model.
     #[config(default = "true")]
     pub learn_recurrence: bool,
-    /// Iterations `K` of Algorithm 1. Default: 10 (the paper sees convergence in < 5).
-    #[config(default = 10)]
+    /// Iterations `K` of Algorithm 1. Default: [`DEFAULT_ITERATIONS`].
+    #[config(default = "DEFAULT_ITERATIONS")]
     pub iterations: usize,
     /// Gate Algorithm 1's solve with `1 − a`, as the authors' static-task code does, instead
     /// of the circuit's `1 − √a` (docs/MODEL.md §11). Default: false (the circuit); `true`
@@ -80,9 +83,7 @@ pub struct FixedPointLayer {
 
 impl ModuleDisplay for FixedPointLayer {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        crate::cell::compact_display()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {

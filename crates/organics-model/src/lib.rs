@@ -48,7 +48,7 @@ mod solve;
 mod spectral;
 pub mod time_constant;
 
-pub use cell::{OrganicsCell, OrganicsCellConfig, OrganicsState, PreparedCell};
+pub use cell::{CircuitVariables, OrganicsCell, OrganicsCellConfig, OrganicsState, PreparedCell};
 pub use classifier::{
     SeqClassifier, SeqClassifierConfig, StaticClassifier, StaticClassifierConfig, StaticLoss,
     StaticOutput,

@@ -4,7 +4,7 @@ use burn::module::{Content, DisplaySettings, ModuleDisplay, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 
-use crate::cell::{OrganicsCell, OrganicsCellConfig, OrganicsState};
+use crate::cell::{CircuitVariables, OrganicsCell, OrganicsCellConfig, OrganicsState};
 use crate::error::ModelError;
 
 /// Configuration of an [`OrganicsRnn`].
@@ -36,9 +36,7 @@ pub struct OrganicsRnn {
 
 impl ModuleDisplay for OrganicsRnn {
     fn custom_settings(&self) -> Option<DisplaySettings> {
-        DisplaySettings::new()
-            .with_new_line_after_attribute(false)
-            .optional()
+        crate::cell::compact_display()
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {
@@ -50,18 +48,9 @@ impl ModuleDisplay for OrganicsRnn {
     }
 }
 
-/// Every state of a sequence, each `[batch, seq, n]` (state after step t at index t).
-#[derive(Debug, Clone)]
-pub struct OrganicsTrajectory {
-    /// Principal-neuron potentials.
-    pub y: Tensor<3>,
-    /// Modulator potentials.
-    pub a: Tensor<3>,
-    /// Modulator input gains.
-    pub b0: Tensor<3>,
-    /// Principal input gains.
-    pub b1: Tensor<3>,
-}
+/// Every state of a sequence, each variable `[batch, seq, n]` (the state after step t at
+/// index t).
+pub type OrganicsTrajectory = CircuitVariables<3>;
 
 impl OrganicsRnnConfig {
     /// Initializes the cell and draws the fixed initial state.

@@ -56,31 +56,35 @@ pub enum GuardedSplit {
     Valid,
 }
 
+/// What the guards of one run share: where they stop the run, where they record the first
+/// bad step, the outside stop request, and the run's first epoch (so that a resumed run
+/// reports its true epoch numbers).
+#[derive(Clone)]
+pub struct GuardContext {
+    /// Stops the run.
+    pub interrupter: Interrupter,
+    /// Where the first non-finite value is recorded.
+    pub divergence: Divergence,
+    /// Set from outside (a signal handler) to stop at the end of the current step.
+    pub stop: StopRequest,
+    /// The epoch this invocation starts with.
+    pub first_epoch: usize,
+}
+
 /// Stops training through the [`Interrupter`] at the first non-finite value, or when
 /// [`StopRequest`] is set.
 #[derive(Clone)]
 pub struct FiniteGuard {
     name: MetricName,
     split: GuardedSplit,
-    interrupter: Interrupter,
-    divergence: Divergence,
-    stop: StopRequest,
-    first_epoch: usize,
+    context: GuardContext,
     iterations_per_epoch: usize,
     steps: usize,
 }
 
 impl FiniteGuard {
-    /// A guard of `split` for a run whose first epoch is `first_epoch`, with
-    /// `iterations_per_epoch` steps of that split per epoch.
-    pub fn new(
-        split: GuardedSplit,
-        interrupter: Interrupter,
-        divergence: Divergence,
-        stop: StopRequest,
-        first_epoch: usize,
-        iterations_per_epoch: usize,
-    ) -> Self {
+    /// A guard of `split` with `iterations_per_epoch` steps of that split per epoch.
+    pub fn new(split: GuardedSplit, context: GuardContext, iterations_per_epoch: usize) -> Self {
         let name = match split {
             GuardedSplit::Train => "Finite loss",
             GuardedSplit::Valid => "Finite valid loss",
@@ -88,21 +92,18 @@ impl FiniteGuard {
         Self {
             name: Arc::new(name.into()),
             split,
-            interrupter,
-            divergence,
-            stop,
-            first_epoch,
+            context,
             iterations_per_epoch: iterations_per_epoch.max(1),
             steps: 0,
         }
     }
 
     fn record(&self, quantity: &'static str, value: f64, metadata: &MetricMetadata) {
-        let epoch = self.first_epoch + (self.steps - 1) / self.iterations_per_epoch;
+        let epoch = self.context.first_epoch + (self.steps - 1) / self.iterations_per_epoch;
         let iteration = metadata
             .iteration
             .unwrap_or((self.steps - 1) % self.iterations_per_epoch + 1);
-        if let Ok(mut slot) = self.divergence.lock()
+        if let Ok(mut slot) = self.context.divergence.lock()
             && slot.is_none()
         {
             *slot = Some(DivergencePoint {
@@ -112,7 +113,7 @@ impl FiniteGuard {
                 iteration,
             });
         }
-        self.interrupter.stop(Some("non-finite value"));
+        self.context.interrupter.stop(Some("non-finite value"));
     }
 }
 
@@ -151,8 +152,8 @@ impl Metric for FiniteGuard {
             }
             _ => {}
         }
-        if self.stop.load(Ordering::Relaxed) {
-            self.interrupter.stop(Some("stop requested"));
+        if self.context.stop.load(Ordering::Relaxed) {
+            self.context.interrupter.stop(Some("stop requested"));
         }
         Ok(SerializedEntry::new(text.clone(), text))
     }

@@ -25,7 +25,7 @@ use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierCo
 
 use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
-use crate::harness::guard::{Divergence, FiniteGuard, GuardedSplit, StopRequest};
+use crate::harness::guard::{Divergence, FiniteGuard, GuardContext, GuardedSplit, StopRequest};
 use crate::harness::metric_log::{METRICS_FILE, MetricLog, WriteFailure};
 use crate::harness::models::HarnessModel;
 use crate::harness::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric};
@@ -394,16 +394,13 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     let interrupter = Interrupter::new();
     let divergence: Divergence = Arc::new(Mutex::new(None));
     let failure = WriteFailure::new(interrupter.clone());
-    let guard = |split, iterations| {
-        FiniteGuard::new(
-            split,
-            interrupter.clone(),
-            divergence.clone(),
-            opts.stop.clone(),
-            first_epoch,
-            iterations,
-        )
+    let context = GuardContext {
+        interrupter: interrupter.clone(),
+        divergence: divergence.clone(),
+        stop: opts.stop.clone(),
+        first_epoch,
     };
+    let guard = |split, iterations| FiniteGuard::new(split, context.clone(), iterations);
     let mut training = SupervisedTraining::new(dir, train_loader, valid_loader)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
