@@ -1,4 +1,9 @@
 //! The paper's two classifiers: sequential (Table 2) and static (Table 1) MNIST.
+//!
+//! [`SeqClassifier`]: an [`OrganicsRnn`] over the pixels, then `Linear(y_T)` to the class
+//! logits (docs/MODEL.md §5). [`StaticClassifier`]: an autoencoder whose code feeds one or
+//! more [`FixedPointLayer`]s and a linear readout, trained on cross-entropy plus the
+//! reconstruction's mean squared error ([`StaticClassifier::loss`]; docs/MODEL.md §7).
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};

@@ -1,4 +1,11 @@
 //! The ORGaNICs cell unrolled over a sequence, from a fixed initial state.
+//!
+//! For inputs `x_1 … x_T` (`[batch, seq, d_input]`) the state after step t is
+//! `s_t = step(s_{t−1}, x_t)` with the [cell's Euler step](crate::cell) and `s_0` the stored
+//! initial state (docs/MODEL.md §5, §6). [`OrganicsRnn::forward`] returns `y_1 … y_T` and
+//! `s_T`, as burn-nn's recurrent modules return their outputs and state; training on the
+//! CPU goes through [`forward_recorded_with`](OrganicsRnn::forward_recorded_with) and the
+//! hand-derived backward pass of [`crate::grad::sequence`].
 
 use burn::module::{Content, DisplaySettings, ModuleDisplay, Param};
 use burn::prelude::*;

@@ -38,7 +38,7 @@ pub enum BpttKernel {
     /// Burn tensor ops on the input's device: any backend, and the choice on a GPU.
     #[default]
     TensorOps,
-    /// The fused `f32` kernel on the host's cores ([`crate::kernels::sequence`]); inputs, final state
+    /// The fused `f32` kernel on the host's cores (`kernels/sequence.rs`); inputs, final state
     /// and gradients are copied between the device and the host once per sequence. The
     /// choice on the CPU backends (flex, ndarray), where it is several times faster.
     FusedCpu,

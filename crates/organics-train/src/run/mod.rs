@@ -1,6 +1,6 @@
 //! A run from start to results: [`train`] (data, model, Learner, schedule), [`dispatch`]
 //! (the model a configuration names), [`checkpoint`] and [`lock`] (the artifact folder),
-//! [`results`] (`results.json`), [`eval`] (the test set), [`bench`] (seconds per step),
+//! [`results`] (`results.json`), [`eval`] (the test set), [`bench`](mod@bench) (seconds per step),
 //! [`memory`] and [`gpu`] (what the machine can take), [`report`] (a folder of runs).
 
 pub mod bench;
