@@ -11,6 +11,10 @@
 
 use std::time::Instant;
 
+#[path = "common/product.rs"]
+mod common;
+use common::product;
+
 /// Seconds per `[m, k] · [k, n]` product on this thread (best of five timed batches).
 fn seconds(m: usize, k: usize, n: usize) -> f64 {
     let a = vec![0.5f32; m * k];
@@ -18,32 +22,7 @@ fn seconds(m: usize, k: usize, n: usize) -> f64 {
     let mut c = vec![0.0f32; m * n];
     let flops = 2.0 * (m * k * n) as f64;
     let reps = ((2e9 / flops) as usize).max(5);
-    let mut run = || {
-        // SAFETY: `a`, `b` and `c` hold exactly the row-major matrices the strides describe.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                1,
-                k as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    };
+    let mut run = || product(&mut c, &a, &b, m, k, n, false, false);
     run();
     let mut best = f64::INFINITY;
     for _ in 0..5 {

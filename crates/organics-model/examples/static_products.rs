@@ -8,37 +8,9 @@
 
 use std::time::Instant;
 
-/// `c = a · b` for row-major `a` `[m, k]` (or `aᵀ` when `ta`) and `b` `[k, n]` (or `bᵀ`).
-#[allow(clippy::too_many_arguments)]
-fn product(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, ta: bool, tb: bool) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    // SAFETY: the three buffers hold at least the elements the strides reach (checked above).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
+#[path = "common/product.rs"]
+mod common;
+use common::product;
 
 fn main() {
     let rows = 128; // half of a batch of 256
