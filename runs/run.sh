@@ -62,16 +62,9 @@ for row in "${ROWS[@]}"; do
   fi
   # Resume from the checkpoints if there are any; a run stopped before its first epoch
   # ended has none, and nothing of it is worth keeping.
+  # (A resumed run drops the metrics of an epoch that was interrupted by itself.)
   resume="--overwrite"
   compgen -G "$dir/checkpoint/scheduler-*.bpk" >/dev/null && resume="--resume"
-  if [ "$resume" = "--resume" ]; then
-    # The metric logs of an epoch that was interrupted (it has no checkpoint) would mix with
-    # those of its rerun: drop them.
-    last=$(ls "$dir"/checkpoint/scheduler-*.bpk | sed 's/.*scheduler-\([0-9]*\)\.bpk/\1/' | sort -n | tail -1)
-    for log in "$dir"/train/epoch-* "$dir"/valid/epoch-*; do
-      [ -d "$log" ] && [ "${log##*epoch-}" -gt "$last" ] && rm -rf "$log"
-    done
-  fi
   mkdir -p "$dir"
   echo "== $(date -u +%FT%TZ) $name: start ($resume)" | tee -a "$dir/train.log"
   # shellcheck disable=SC2086
