@@ -100,24 +100,14 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
     let valid = crate::run::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
     let best_valid =
         crate::harness::patience::best_epoch(&valid).and_then(|e| Some((valid[e - 1]?, e)));
-    let max_grad_norm = crate::run::results::read_epoch_max(
-        dir,
-        "train",
-        crate::harness::output::GRAD_NORM,
-        epochs,
-    )
-    .into_iter()
-    .flatten()
-    .reduce(crate::harness::output::nan_max);
-    let max_eigenvalue = crate::run::results::read_epoch_max(
+    let max_grad_norm =
+        crate::run::results::read_run_max(dir, "train", crate::harness::output::GRAD_NORM, epochs);
+    let max_eigenvalue = crate::run::results::read_run_max(
         dir,
         "valid",
         crate::harness::output::MAX_REAL_EIGENVALUE,
         epochs,
-    )
-    .into_iter()
-    .flatten()
-    .reduce(crate::harness::output::nan_max);
+    );
     let hidden = config.hidden_units();
     let tau = if config.learn_time_constants {
         "learned τ"

@@ -108,6 +108,15 @@ pub fn read_epoch_max(dir: &Path, split: &str, metric: &str, epochs: usize) -> V
         .collect()
 }
 
+/// The largest value of a metric over epochs 1..=epochs (NaN when any batch was NaN: a
+/// diverged epoch must show, where `f64::max` would drop it).
+pub fn read_run_max(dir: &Path, split: &str, metric: &str, epochs: usize) -> Option<f64> {
+    read_epoch_max(dir, split, metric, epochs)
+        .into_iter()
+        .flatten()
+        .reduce(crate::harness::output::nan_max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

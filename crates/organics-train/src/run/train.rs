@@ -631,11 +631,7 @@ fn results_of(config: &TrainConfig, dir: &Path, o: Outcome) -> RunResults {
         .map(|a| a.map(|v| v / 100.0))
         .collect(),
         train_loss: crate::run::results::read_epoch_metric(dir, "train", "Loss", last_epoch),
-        // A NaN epoch must show in the maximum, not vanish (f64::max would drop it).
-        max_grad_norm: crate::run::results::read_epoch_max(dir, "train", GRAD_NORM, last_epoch)
-            .into_iter()
-            .flatten()
-            .reduce(crate::harness::output::nan_max),
+        max_grad_norm: crate::run::results::read_run_max(dir, "train", GRAD_NORM, last_epoch),
         max_real_eigenvalue: if o.has_probe {
             crate::run::results::read_epoch_max(dir, "valid", MAX_REAL_EIGENVALUE, last_epoch)
         } else {
