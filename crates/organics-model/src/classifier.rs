@@ -11,13 +11,13 @@ use burn::prelude::*;
 use burn::tensor::activation;
 
 use crate::cell::OrganicsCellConfig;
-use crate::fixed_point::{DEFAULT_ITERATIONS, FixedPointLayer, FixedPointLayerConfig};
+use crate::fixed_point::{FixedPointLayer, FixedPointLayerConfig, RecurrenceConfig};
 use crate::rnn::{OrganicsRnn, OrganicsRnnConfig};
 
 /// Configuration of a [`SeqClassifier`].
 #[derive(Config, Debug)]
 pub struct SeqClassifierConfig {
-    /// The recurrent cell (`n_in` = 1 for pixel-by-pixel MNIST).
+    /// The recurrent cell (`d_input` = 1 for pixel-by-pixel MNIST).
     pub cell: OrganicsCellConfig,
     /// Number of classes. Default: 10.
     #[config(default = 10)]
@@ -51,7 +51,7 @@ impl SeqClassifier {
 
     /// Trained parameters: all stored parameters less the fixed initial state and any fixed
     /// time constants (σ is a constant, not a parameter). 25,674 for n = 64 and 100,490 for
-    /// n = 128 with `n_in` = 1 and 10 classes (`6n² + 17n + 10`).
+    /// n = 128 with `d_input` = 1 and 10 classes (`6n² + 17n + 10`).
     pub fn num_trainable_params(&self) -> usize {
         self.num_params() - self.rnn.num_fixed_params()
     }
@@ -70,17 +70,10 @@ pub struct StaticClassifierConfig {
     /// Neurons of each ORGaNICs layer. Default: `[128, 64]`, the paper's two-layer model.
     #[config(default = "vec![128, 64]")]
     pub layers: Vec<usize>,
-    /// Learn `W_r` (Algorithm 1) or fix `W_r = I` (closed form); see
-    /// [`FixedPointLayerConfig::learn_recurrence`]. Default: `true`, the paper's model.
-    #[config(default = "true")]
-    pub learn_recurrence: bool,
-    /// Iterations of Algorithm 1. Default: [`DEFAULT_ITERATIONS`].
-    #[config(default = "DEFAULT_ITERATIONS")]
-    pub iterations: usize,
-    /// Algorithm 1 gated by `1 − a` (the authors' static code) instead of the circuit's
-    /// `1 − √a`; see [`FixedPointLayerConfig::linear_gate`]. Default: false.
-    #[config(default = false)]
-    pub linear_gate: bool,
+    /// The recurrence of every ORGaNICs layer. Default: learned `W_r` (Algorithm 1), the
+    /// paper's model; [`RecurrenceConfig::identity`] for `W_r = I`.
+    #[config(default = "RecurrenceConfig::new()")]
+    pub recurrence: RecurrenceConfig,
     /// Number of classes. Default: 10.
     #[config(default = 10)]
     pub num_classes: usize,
@@ -144,9 +137,7 @@ impl StaticClassifierConfig {
             .windows(2)
             .map(|w| {
                 FixedPointLayerConfig::new(w[0], w[1])
-                    .with_learn_recurrence(self.learn_recurrence)
-                    .with_iterations(self.iterations)
-                    .with_linear_gate(self.linear_gate)
+                    .with_recurrence(self.recurrence.clone())
                     .init(device)
             })
             .collect();

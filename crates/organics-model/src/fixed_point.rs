@@ -35,17 +35,15 @@ pub(crate) const NORM_FLOOR: f32 = 1e-12;
 /// Iterations `K` of Algorithm 1 by default (the paper sees convergence in < 5).
 pub const DEFAULT_ITERATIONS: usize = 10;
 
-/// Configuration of a [`FixedPointLayer`].
-#[derive(Config, Debug)]
-pub struct FixedPointLayerConfig {
-    /// Input size (`m` in docs/MODEL.md).
-    pub d_input: usize,
-    /// Number of neurons (`n` in docs/MODEL.md).
-    pub d_hidden: usize,
+/// The recurrence `W_r` of a fixed-point layer: learned and solved by Algorithm 1, or fixed
+/// at `I` with the closed-form fixed point. Shared by [`FixedPointLayerConfig`] and
+/// [`crate::StaticClassifierConfig`], so each default has one home.
+#[derive(Config, Debug, PartialEq)]
+pub struct RecurrenceConfig {
     /// Learn `W_r` (spectral norm 1, Algorithm 1). `false`: `W_r = I` and the closed form.
     /// Default: `true`, the paper's static model.
-    #[config(default = "true")]
-    pub learn_recurrence: bool,
+    #[config(default = true)]
+    pub learned: bool,
     /// Iterations `K` of Algorithm 1. Default: [`DEFAULT_ITERATIONS`].
     #[config(default = "DEFAULT_ITERATIONS")]
     pub iterations: usize,
@@ -54,6 +52,25 @@ pub struct FixedPointLayerConfig {
     /// exists to measure what the difference does to training.
     #[config(default = false)]
     pub linear_gate: bool,
+}
+
+impl RecurrenceConfig {
+    /// `W_r = I`: the closed-form fixed point, no Algorithm 1.
+    pub fn identity() -> Self {
+        Self::new().with_learned(false)
+    }
+}
+
+/// Configuration of a [`FixedPointLayer`].
+#[derive(Config, Debug)]
+pub struct FixedPointLayerConfig {
+    /// Input size (`m` in docs/MODEL.md).
+    pub d_input: usize,
+    /// Number of neurons (`n` in docs/MODEL.md).
+    pub d_hidden: usize,
+    /// The recurrence. Default: learned, [`DEFAULT_ITERATIONS`] iterations, the circuit's gate.
+    #[config(default = "RecurrenceConfig::new()")]
+    pub recurrence: RecurrenceConfig,
     /// Semi-saturation constant `σ` (fixed). Default: 1.0.
     #[config(default = 1.0)]
     pub sigma: f64,
@@ -140,10 +157,11 @@ impl FixedPointLayerConfig {
             beta0: Param::from_tensor(Tensor::zeros([n], device)),
             log_w: Param::from_tensor(log_weights_zero_diagonal(log_w)),
             w_r_raw: self
-                .learn_recurrence
+                .recurrence
+                .learned
                 .then(|| Param::from_tensor(Tensor::eye(n, device))),
-            iterations: self.iterations,
-            linear_gate: self.linear_gate,
+            iterations: self.recurrence.iterations,
+            linear_gate: self.recurrence.linear_gate,
             sigma: self.sigma,
         }
     }

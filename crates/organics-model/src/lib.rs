@@ -54,7 +54,7 @@ pub use classifier::{
     StaticOutput,
 };
 pub use error::ModelError;
-pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig};
+pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig, RecurrenceConfig};
 pub use grad::{BpttKernel, RecordedSequence, StaticLossGrads};
 pub use kernels::adam::HostAdam;
 pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
@@ -64,7 +64,7 @@ pub use time_constant::TimeConstant;
 pub mod prelude {
     pub use crate::{
         FixedPointLayer, FixedPointLayerConfig, OrganicsCell, OrganicsCellConfig, OrganicsRnn,
-        OrganicsRnnConfig, OrganicsState, SeqClassifier, SeqClassifierConfig, StaticClassifier,
-        StaticClassifierConfig,
+        OrganicsRnnConfig, OrganicsState, RecurrenceConfig, SeqClassifier, SeqClassifierConfig,
+        StaticClassifier, StaticClassifierConfig,
     };
 }

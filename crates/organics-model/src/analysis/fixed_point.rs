@@ -46,10 +46,12 @@ impl FixedPointLayer {
     ///
     /// ```
     /// use burn::prelude::*;
-    /// use organics_model::FixedPointLayerConfig;
+    /// use organics_model::{FixedPointLayerConfig, RecurrenceConfig};
     ///
     /// let device = Device::flex();
-    /// let layer = FixedPointLayerConfig::new(10, 6).with_learn_recurrence(false).init(&device);
+    /// let layer = FixedPointLayerConfig::new(10, 6)
+    ///     .with_recurrence(RecurrenceConfig::identity())
+    ///     .init(&device);
     /// let leading = layer.max_real_eigenvalues(Tensor::ones([3, 10], &device)).unwrap();
     /// assert!(leading.iter().all(|&re| re < 0.0)); // W_r = I: always stable (Theorem 4.1)
     /// ```

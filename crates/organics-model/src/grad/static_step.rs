@@ -235,6 +235,7 @@ impl StaticClassifier {
 mod tests {
     use super::*;
     use crate::classifier::{StaticClassifierConfig, StaticLoss};
+    use crate::fixed_point::RecurrenceConfig;
     use burn::module::{ModuleVisitor, ParamId};
     use burn::tensor::Distribution;
 
@@ -340,7 +341,7 @@ mod tests {
 
         let plain = collect(&model, &plain);
         let fused = collect(&model, &fused.grads);
-        let per_layer = if config.learn_recurrence { 5 } else { 4 };
+        let per_layer = if config.recurrence.learned { 5 } else { 4 };
         let expected = 2 * (2 * config.encoder.len() + 1) + per_layer * config.layers.len();
         assert_eq!(plain.len(), expected);
         for ((id, p), (_, f)) in plain.iter().zip(&fused) {
@@ -361,7 +362,7 @@ mod tests {
     fn fused_static_step_equals_autodiff() {
         // The paper's two-layer model; a batch that splits unevenly over the cores.
         check(
-            StaticClassifierConfig::new().with_learn_recurrence(false),
+            StaticClassifierConfig::new().with_recurrence(RecurrenceConfig::identity()),
             5,
             3,
             1e-5,
@@ -373,7 +374,7 @@ mod tests {
                 .with_encoder(vec![20, 11, 6])
                 .with_layers(vec![9])
                 .with_num_classes(4)
-                .with_learn_recurrence(false),
+                .with_recurrence(RecurrenceConfig::identity()),
             13,
             5,
             1e-5,
@@ -384,7 +385,7 @@ mod tests {
                 .with_input(16)
                 .with_encoder(vec![8, 3])
                 .with_layers(vec![])
-                .with_learn_recurrence(false),
+                .with_recurrence(RecurrenceConfig::identity()),
             4,
             9,
             1e-5,
@@ -405,8 +406,11 @@ mod tests {
                     .with_input(30)
                     .with_encoder(vec![20, 11, 6])
                     .with_layers(vec![9, 7])
-                    .with_iterations(iterations)
-                    .with_linear_gate(linear_gate),
+                    .with_recurrence(
+                        RecurrenceConfig::new()
+                            .with_iterations(iterations)
+                            .with_linear_gate(linear_gate),
+                    ),
                 13,
                 seed,
                 1e-4,
@@ -423,12 +427,17 @@ mod tests {
             .with_layers(vec![5]);
         let images = Tensor::<2>::ones([2, 12], &device);
         let labels = Tensor::<1, Int>::from_ints([0, 1], &device);
-        let no_iterations = small.clone().with_iterations(0).init(&device);
+        let no_iterations = small
+            .clone()
+            .with_recurrence(RecurrenceConfig::new().with_iterations(0))
+            .init(&device);
         assert!(matches!(
             no_iterations.fused_loss_and_grads(images.clone(), labels.clone()),
             Err(ModelError::Unsupported(_))
         ));
-        let model = small.with_learn_recurrence(false).init(&device);
+        let model = small
+            .with_recurrence(RecurrenceConfig::identity())
+            .init(&device);
         assert!(model.supports_fused_gradients() && !no_iterations.supports_fused_gradients());
         let wrong_width = Tensor::<2>::ones([2, 11], &device);
         assert!(matches!(

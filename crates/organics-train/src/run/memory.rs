@@ -38,7 +38,7 @@ pub fn estimate_bytes(config: &TrainConfig) -> f64 {
             // iteration of Algorithm 1 (the fused kernel's buffers outlive a step, hence 2).
             let widest = config.layers.iter().copied().max().unwrap_or(1) as f64;
             let squares: f64 = config.layers.iter().map(|&m| (m * m) as f64).sum();
-            let iterations = organics_model::StaticClassifierConfig::new().iterations as f64;
+            let iterations = organics_model::RecurrenceConfig::new().iterations as f64;
             let solves = if config.learn_recurrence {
                 batch * iterations * squares * F32 * 2.0
             } else {

@@ -21,7 +21,9 @@ use organics_data::{
     DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
 };
 use organics_model::HostAdam;
-use organics_model::{OrganicsCellConfig, SeqClassifierConfig, StaticClassifierConfig};
+use organics_model::{
+    OrganicsCellConfig, RecurrenceConfig, SeqClassifierConfig, StaticClassifierConfig,
+};
 
 use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
@@ -299,8 +301,11 @@ pub fn seq_config(config: &TrainConfig) -> SeqClassifierConfig {
 pub fn static_config(config: &TrainConfig) -> StaticClassifierConfig {
     StaticClassifierConfig::new()
         .with_layers(config.layers.clone())
-        .with_learn_recurrence(config.learn_recurrence)
-        .with_linear_gate(config.linear_gate)
+        .with_recurrence(
+            RecurrenceConfig::new()
+                .with_learned(config.learn_recurrence)
+                .with_linear_gate(config.linear_gate),
+        )
 }
 
 /// Trains a model: the [`ModelJob`] of [`train`].

@@ -2,8 +2,8 @@
 //! and checkpoints, each mutated thousands of times (bytes flipped, cut, inserted). Reading
 //! either succeeds or gives an error; nothing panics.
 
-mod common;
-#[path = "../../organics-data/tests/mutate/mod.rs"]
+use crate::common;
+#[path = "../../../organics-data/tests/data/mutate.rs"]
 mod mutate;
 
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! The trained-model analyses on tiny runs of real data: `analyze stability` on a static
 //! ORGaNICs run, `plot trajectories` on a sequence run, and clear errors on the wrong kind.
 
-mod common;
+use crate::common;
 
 use organics_train::analysis::stability::trained_stability;
 use organics_train::figures::stability::stability_histograms;

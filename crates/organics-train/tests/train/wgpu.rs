@@ -1,6 +1,6 @@
 //! The same tiny training on wgpu (lavapipe in CI), so both backends are exercised.
 
-mod common;
+use crate::common;
 
 use organics_train::{BackendKind, ModelKind, Task};
 

@@ -1,7 +1,7 @@
 //! The fixed points of the circuit against the math: closed form, Algorithm 1, long
-//! simulations and the stability theorem (issue tests 1, 2, 3 and 6).
+//! simulations and the stability theorem.
 
-mod common;
+use crate::common;
 use common::values;
 
 use burn::module::Param;
@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use organics_model::analysis::nalgebra::DVector;
 use organics_model::analysis::{Circuit, CircuitState, SplitMix64, max_real_eigenvalue};
-use organics_model::{FixedPointLayer, FixedPointLayerConfig};
+use organics_model::{FixedPointLayer, FixedPointLayerConfig, RecurrenceConfig};
 
 const DT: f64 = 0.01;
 
@@ -116,7 +116,7 @@ fn burn_layer_identity_matches_host_closed_form_and_simulation() {
     let device = Device::flex();
     device.seed(1);
     let layer = FixedPointLayerConfig::new(12, 10)
-        .with_learn_recurrence(false)
+        .with_recurrence(RecurrenceConfig::identity())
         .init(&device);
     let u = random_input(5, 12, &device);
     let fp = layer.try_fixed_point(u.clone()).expect("fixed point");
@@ -205,7 +205,7 @@ fn algorithm1_inference_path_equals_tensor_path() {
     let device = Device::flex().autodiff();
     device.seed(4);
     let layer = FixedPointLayerConfig::new(20, 24)
-        .with_iterations(6)
+        .with_recurrence(RecurrenceConfig::new().with_iterations(6))
         .init(&device);
     let layer = with_random_recurrence(layer, 24, &device);
     let u = random_input(80, 20, &device);

@@ -1,4 +1,4 @@
-//! The same forward pass on ndarray, flex and wgpu (issue test 7).
+//! The same forward pass on ndarray, flex and wgpu.
 //!
 //! CI runs wgpu on Mesa's lavapipe (a software Vulkan driver). Where no adapter exists at
 //! all the wgpu half is skipped with a printed reason.

@@ -1,6 +1,6 @@
-//! The dynamical cell and the sequence classifier (issue tests 4, 5 and 7).
+//! The dynamical cell and the sequence classifier.
 
-mod common;
+use crate::common;
 use common::values;
 
 use burn::module::{Module, ModuleVisitor, Param};

@@ -1,6 +1,6 @@
 //! Resume, atomic checkpoints and the non-finite-loss guard.
 
-mod common;
+use crate::common;
 
 use organics_train::run::checkpoint::last_complete_epoch;
 use organics_train::{BackendKind, ModelKind, Task, TrainConfig, TrainError};

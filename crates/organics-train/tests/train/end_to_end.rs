@@ -1,7 +1,7 @@
 //! Every task and model trains on a small subset of the real data: the loss falls and
 //! results.json is written and parses.
 
-mod common;
+use crate::common;
 
 use organics_train::{BackendKind, ModelKind, RunResults, Task};
 

@@ -1,7 +1,7 @@
 //! Faults a careful user runs into: each ends with a clear error or the correct result,
 //! never silently wrong, never a panic, and nothing is lost.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

@@ -5,11 +5,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use mutate::{apply, edits};
+use crate::mutate::{apply, edits};
 use organics_data::idx::{PIXELS, parse_images, parse_labels, read_images, read_labels};
 use proptest::prelude::*;
-
-mod mutate;
 
 fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
     let mut v = magic.to_be_bytes().to_vec();

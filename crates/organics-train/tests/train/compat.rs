@@ -2,7 +2,7 @@
 //! the move to `metrics.jsonl`) still load, score exactly what they reported, and keep their
 //! metrics: published weights in `runs/` stay usable.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

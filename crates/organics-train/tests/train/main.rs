@@ -1,0 +1,13 @@
+//! Integration tests of the training crate.
+//!
+//! One test binary for the crate: each integration-test file would otherwise link
+//! Burn on its own, which costs build time and disk.
+
+mod analysis;
+mod common;
+mod compat;
+mod end_to_end;
+mod faults;
+mod properties;
+mod resume;
+mod wgpu;
