@@ -362,20 +362,7 @@ fn refine(
                 resid[i] = b[i] - x[i] + gate[i] * acc[i];
             }
         }
-        let rhs = MatMut::from_column_major_slice_mut(resid, n, 1);
-        if transposed {
-            solve::solve_transpose_in_place_with_conj(
-                lu,
-                lu,
-                perm,
-                faer::Conj::No,
-                rhs,
-                Par::Seq,
-                stack,
-            );
-        } else {
-            solve::solve_in_place_with_conj(lu, lu, perm, faer::Conj::No, rhs, Par::Seq, stack);
-        }
+        solve_with((lu, perm), transposed, resid, stack);
         for i in 0..n {
             x[i] += resid[i];
         }
@@ -411,9 +398,22 @@ fn factor_and_solve(
         stack,
         Default::default(),
     );
-    let lu = MatRef::from_column_major_slice(lu, n, n);
-    let rhs = MatMut::from_column_major_slice_mut(x, n, 1);
-    let perm = permutation(perm, perm_inv, n);
+    let factors = (
+        MatRef::from_column_major_slice(lu, n, n),
+        permutation(perm, perm_inv, n),
+    );
+    solve_with(factors, transposed, x, stack);
+}
+
+/// `x ← A⁻¹ x` (`transposed`: `A⁻ᵀ x`) with `A`'s LU factors.
+#[inline(always)]
+fn solve_with(
+    (lu, perm): (MatRef<'_, f32>, PermRef<'_, usize>),
+    transposed: bool,
+    x: &mut [f32],
+    stack: &mut MemStack,
+) {
+    let rhs = MatMut::from_column_major_slice_mut(x, x.len(), 1);
     if transposed {
         solve::solve_transpose_in_place_with_conj(
             lu,
@@ -554,16 +554,7 @@ pub(crate) fn backward(rec: &Recurrence, w_norm: &[f32], w: &mut SolveWork, g_d:
                 ),
             );
             let lambda_i = &mut lambda[i * n..(i + 1) * n];
-            let (lu_f, perm_f) = factors;
-            solve::solve_transpose_in_place_with_conj(
-                lu_f,
-                lu_f,
-                perm_f,
-                faer::Conj::No,
-                MatMut::from_column_major_slice_mut(lambda_i, n, 1),
-                Par::Seq,
-                stack,
-            );
+            solve_with(factors, true, lambda_i, stack);
             if f == k {
                 continue;
             }
