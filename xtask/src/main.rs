@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use organics_train::{
-    BackendKind, BenchOptions, CurveMetric, GradientPath, ModelKind, RunOptions, Task, TrainConfig,
-    TrainError,
+    BackendKind, BenchOptions, CurveMetric, GradientPath, ModelKind, OptimizerKind, RunOptions,
+    Task, TrainConfig, TrainError,
 };
 
 #[derive(Parser)]
@@ -208,7 +208,10 @@ struct TrainArgs {
     /// Learning rate [default: 0.01 for sequence tasks, 0.001 for mnist].
     #[arg(long)]
     lr: Option<f64>,
-    /// Adam weight decay (L2).
+    /// Optimizer: adam (the paper's) or rmsprop (rho 0.9, no momentum: the LSTM literature's).
+    #[arg(long, default_value_t = defaults().optimizer, value_parser = parse::<OptimizerKind>)]
+    optimizer: OptimizerKind,
+    /// Weight decay (L2, added to the gradient).
     #[arg(long, default_value_t = defaults().weight_decay)]
     weight_decay: f64,
     /// Learning-rate decay factor.
@@ -223,6 +226,9 @@ struct TrainArgs {
     /// Stop early once the validation accuracy has not improved for this many epochs.
     #[arg(long)]
     patience: Option<usize>,
+    /// LSTM: initial forget-gate bias (1 in the LSTM literature) [default: Burn's initialisation].
+    #[arg(long)]
+    forget_bias: Option<f64>,
     /// Hold the sequence cell's time constants fixed (paper's "fixed time constants" rows).
     #[arg(long)]
     fixed_time_constants: bool,
@@ -364,7 +370,9 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 .with_hidden(a.hidden)
                 .with_layers(a.layers)
                 .with_learning_rate(a.lr)
+                .with_optimizer(a.optimizer)
                 .with_weight_decay(a.weight_decay)
+                .with_forget_bias(a.forget_bias)
                 .with_lr_gamma(a.lr_gamma)
                 .with_lr_step_epochs(a.lr_step)
                 .with_clip(a.clip)

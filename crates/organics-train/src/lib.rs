@@ -15,7 +15,7 @@ pub mod run;
 
 pub use config::TrainConfig;
 pub use error::TrainError;
-pub use options::{BackendKind, CurveMetric, GradientPath, ModelKind, Task};
+pub use options::{BackendKind, CurveMetric, GradientPath, ModelKind, OptimizerKind, Task};
 pub use run::bench::{BenchOptions, BenchResult, bench};
 pub use run::eval::{EvalResults, evaluate};
 pub use run::results::{RunResults, RunStatus};

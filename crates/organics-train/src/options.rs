@@ -65,6 +65,17 @@ choice!(
 );
 
 choice!(
+    /// Which optimizer.
+    OptimizerKind, "optimizer", {
+        /// Adam with L2 weight decay (the paper's, for every ORGaNICs run).
+        Adam => "adam",
+        /// RMSprop with smoothing ρ = 0.9, no momentum and ε = 1e-8 (Keras' RMSprop, as the
+        /// LSTM baselines of the sequence-MNIST literature trained; docs/RESULTS.md).
+        Rmsprop => "rmsprop",
+    }
+);
+
+choice!(
     /// Which Burn backend.
     BackendKind, "backend", {
         /// Burn's pure-Rust CPU backend (the CPU default: faster than ndarray here).

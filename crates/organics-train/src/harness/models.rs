@@ -63,6 +63,29 @@ impl SeqLstm {
         }
     }
 
+    /// The forget gate's bias set to `bias`: its input transform's bias holds it, its hidden
+    /// transform's bias is zero (the gate adds the two).
+    pub fn with_forget_bias(mut self, bias: f64) -> Self {
+        if let Some(gate) = self.lstm.forget_gate.as_mut() {
+            let set = |linear: &mut Linear, value: f64| {
+                if let Some(b) = linear.bias.take() {
+                    let filled = b.val().ones_like().mul_scalar(value);
+                    linear.bias = Some(Param::from_tensor(filled));
+                }
+            };
+            set(&mut gate.input_transform, bias);
+            set(&mut gate.hidden_transform, 0.0);
+        }
+        self
+    }
+
+    /// The forget gate's total bias per unit (input plus hidden transform).
+    pub fn forget_bias(&self) -> Option<Tensor<1>> {
+        let gate = self.lstm.forget_gate.as_ref()?;
+        let bias = |l: &Linear| l.bias.as_ref().map(|b| b.val());
+        Some(bias(&gate.input_transform)? + bias(&gate.hidden_transform)?)
+    }
+
     /// Logits `[batch, classes]`.
     pub fn forward(&self, input: Tensor<3>) -> Tensor<2> {
         let (_, state) = self.lstm.forward(input, None);
@@ -383,3 +406,22 @@ macro_rules! steps {
     )*};
 }
 steps!(SeqOrganics, SeqLstm, StaticOrganics, StaticMlp);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forget_gate_starts_at_the_bias_asked_for() {
+        let device = Device::flex();
+        let lstm = SeqLstm::new(1, 6, 10, &device);
+        let default = lstm.forget_bias().expect("a forget gate with biases");
+        let ones = lstm.with_forget_bias(1.0).forget_bias().expect("bias");
+        let (default, ones) = (
+            default.into_data().try_to_vec::<f32>().expect("f32"),
+            ones.into_data().try_to_vec::<f32>().expect("f32"),
+        );
+        assert_eq!(ones, vec![1.0; 6]);
+        assert_ne!(default, ones);
+    }
+}

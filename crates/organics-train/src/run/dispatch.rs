@@ -84,7 +84,11 @@ pub fn with_model<J: ModelJob>(
         ),
         (_, ModelKind::Lstm) => job.run(
             seeded_init(device, seed, || {
-                SeqLstm::new(STEP_INPUTS, config.hidden_units(), CLASSES, device)
+                let lstm = SeqLstm::new(STEP_INPUTS, config.hidden_units(), CLASSES, device);
+                match config.forget_bias {
+                    Some(bias) => lstm.with_forget_bias(bias),
+                    None => lstm,
+                }
             }),
             SequenceBatcher { order },
         ),

@@ -3,9 +3,19 @@
 
 use crate::common;
 
-use organics_train::{BackendKind, ModelKind, RunResults, Task};
+use organics_train::{BackendKind, ModelKind, OptimizerKind, RunResults, Task, TrainConfig};
 
 fn run(task: Task, model: ModelKind, limit: usize, seq_hidden: Option<usize>) {
+    run_with(task, model, limit, seq_hidden, |c| c);
+}
+
+fn run_with(
+    task: Task,
+    model: ModelKind,
+    limit: usize,
+    seq_hidden: Option<usize>,
+    settings: impl FnOnce(TrainConfig) -> TrainConfig,
+) {
     let dir = tempfile::tempdir().expect("tmp");
     let mut config = common::small(task, model, BackendKind::Ndarray)
         .with_train_limit(Some(limit))
@@ -18,6 +28,7 @@ fn run(task: Task, model: ModelKind, limit: usize, seq_hidden: Option<usize>) {
             .with_learning_rate(Some(0.003))
             .with_learn_recurrence(true);
     }
+    let config = settings(config);
     let results =
         organics_train::train(&config, &common::opts(dir.path(), false)).expect("training runs");
     let text =
@@ -63,4 +74,17 @@ fn psmnist_organics_trains() {
 #[test]
 fn smnist_lstm_trains() {
     run(Task::Smnist, ModelKind::Lstm, 512, Some(32));
+}
+
+/// The LSTM baseline with the literature's settings (docs/RESULTS.md): RMSprop at 1e-3,
+/// gradient-norm clipping at 1, forget-gate bias 1, no weight decay.
+#[test]
+fn smnist_lstm_trains_with_the_literature_settings() {
+    run_with(Task::Smnist, ModelKind::Lstm, 512, Some(32), |c| {
+        c.with_optimizer(OptimizerKind::Rmsprop)
+            .with_learning_rate(Some(1e-3))
+            .with_clip(Some(1.0))
+            .with_forget_bias(Some(1.0))
+            .with_weight_decay(0.0)
+    });
 }

@@ -3,7 +3,7 @@
 use crate::common;
 
 use organics_train::run::checkpoint::last_complete_epoch;
-use organics_train::{BackendKind, ModelKind, Task, TrainConfig, TrainError};
+use organics_train::{BackendKind, ModelKind, OptimizerKind, Task, TrainConfig, TrainError};
 
 fn mlp() -> TrainConfig {
     common::small(Task::Mnist, ModelKind::Mlp, BackendKind::Ndarray)
@@ -13,6 +13,18 @@ fn mlp() -> TrainConfig {
 
 #[test]
 fn resumed_run_matches_an_uninterrupted_one() {
+    resumes_as_if_uninterrupted(mlp());
+}
+
+/// RMSprop keeps its own state (the running average of squared gradients): a resume
+/// restores it as it does Adam's.
+#[test]
+fn a_resumed_rmsprop_run_matches_an_uninterrupted_one() {
+    resumes_as_if_uninterrupted(mlp().with_optimizer(OptimizerKind::Rmsprop));
+}
+
+fn resumes_as_if_uninterrupted(mlp: TrainConfig) {
+    let mlp = || mlp.clone();
     let straight = tempfile::tempdir().expect("tmp");
     let full =
         organics_train::train(&mlp(), &common::opts(straight.path(), false)).expect("two epochs");
