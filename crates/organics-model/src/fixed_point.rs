@@ -38,6 +38,18 @@ pub const DEFAULT_ITERATIONS: usize = 10;
 /// The recurrence `W_r` of a fixed-point layer: learned and solved by Algorithm 1, or fixed
 /// at `I` with the closed-form fixed point. Shared by [`FixedPointLayerConfig`] and
 /// [`crate::StaticClassifierConfig`], so each default has one home.
+///
+/// ```
+/// use burn::prelude::*;
+/// use organics_model::{FixedPointLayerConfig, RecurrenceConfig};
+///
+/// let device = Device::flex();
+/// let learned = FixedPointLayerConfig::new(10, 6).init(&device); // Algorithm 1, K = 10
+/// let closed_form = FixedPointLayerConfig::new(10, 6)
+///     .with_recurrence(RecurrenceConfig::identity())
+///     .init(&device);
+/// assert!(learned.recurrence().is_some() && closed_form.recurrence().is_none());
+/// ```
 #[derive(Config, Debug, PartialEq)]
 pub struct RecurrenceConfig {
     /// Learn `W_r` (spectral norm 1, Algorithm 1). `false`: `W_r = I` and the closed form.
