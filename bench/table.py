@@ -13,8 +13,8 @@ One row per benchmarked step and implementation, one column of seconds per step 
 round, then samples/s (from the mean over the rounds), the peak resident memory (largest
 over the rounds) and, on each step's default organics row (its first organics row, the
 one speed.sh runs first), the ratio of its seconds per step to those of the faster
-ORGaNICs peer (PyTorch or JAX; the LSTM is not a peer) in each round: below 1, organics
-is faster.
+ORGaNICs peer (PyTorch or JAX) in each round: below 1, organics is faster. The LSTM
+baseline's first row is compared with PyTorch's LSTM the same way.
 """
 import json
 import statistics
@@ -46,6 +46,12 @@ def implementation_of(result: dict) -> str:
     details = [result.get("backend"), result.get("gradients") and f"{result['gradients']} gradients",
                result.get("optimizer")]
     return f"{model}: " + ", ".join(d for d in details if d)
+
+
+def kind_of(row: dict) -> str:
+    """'lstm' for the LSTM baselines (ours and PyTorch's), 'organics' for everything else."""
+    result = next(iter(row["rounds"].values()))
+    return "lstm" if result.get("model") == "lstm" or result.get("impl") == "torch-lstm" else "organics"
 
 
 def seconds(s: float) -> str:
@@ -88,20 +94,24 @@ def main(paths):
     print("|" + "---|" * 2 + "---:|" * (len(header) - 2))
     for step in steps:
         in_step = [(impl, row) for (s, impl), row in rows.items() if s == step]
-        peers = [row for impl, row in in_step if not row["organics"]
-                 and next(iter(row["rounds"].values()))["impl"] in ("torch", "jax")]
-        default = next((impl for impl, row in in_step if row["organics"]), None)
+        # Each model is compared with its own kind: ORGaNICs with the ORGaNICs peers, the
+        # LSTM baseline with PyTorch's LSTM; the ratio goes on each kind's first row.
+        peers = {kind: [row for impl, row in in_step if not row["organics"] and kind_of(row) == kind]
+                 for kind in ("organics", "lstm")}
+        defaults = {next((impl for impl, row in in_step if row["organics"] and kind_of(row) == kind),
+                         None) for kind in ("organics", "lstm")}
         for i, (impl, row) in enumerate(in_step):
             results = row["rounds"]
             mean = statistics.fmean(r["sec_per_step"] for r in results.values())
             batch = next(iter(results.values()))["batch"]
             rss = [r["peak_rss_mb"] for r in results.values() if r.get("peak_rss_mb") is not None]
             ratio = ""
-            if impl == default and peers:
+            kind_peers = peers[kind_of(row)]
+            if impl in defaults and kind_peers:
                 parts = []
                 for rnd in rounds:
                     times = [(p["rounds"][rnd]["sec_per_step"], PEERS[p["rounds"][rnd]["impl"]])
-                             for p in peers if rnd in p["rounds"]]
+                             for p in kind_peers if rnd in p["rounds"]]
                     if rnd in results and times:
                         fastest, name = min(times)
                         parts.append(f"{results[rnd]['sec_per_step'] / fastest:.2f} ({name})")

@@ -16,7 +16,8 @@
 # Environment:
 #   ROUNDS   number of rounds (default 2)
 #   ONLY     comma-separated subset of smnist, static, learned (default all three); lstm
-#            adds the PyTorch LSTM baseline to the sMNIST rows
+#            adds the LSTM baseline: ours (fused kernel, and Burn's autodiff) and PyTorch's,
+#            at batch 256 and at the literature's batch 50
 #   THREADS  threads of the PyTorch and JAX runs (default 2; organics uses every core)
 #   OUT      the JSON-lines file (default docs/bench/speed-DATE.jsonl, or with a b, c, ...
 #            suffix when that exists: a run never overwrites another)
@@ -108,7 +109,14 @@ for round in $(seq 1 "$ROUNDS"); do
     row $B --impl jax $S --threads "$THREADS"
   fi
   if want lstm; then
-    row $B --impl torch-lstm $S --threads "$THREADS"
+    # Batch 256 as the ORGaNICs rows, and batch 50, the LSTM literature's setting.
+    for lb in 256 50; do
+      LS="--task smnist --hidden 128 --batch $lb --seq 784 --steps 3"
+      row $X bench --model lstm $LS
+      row $B --impl torch-lstm $LS --threads "$THREADS"
+    done
+    row $X bench --model lstm --task smnist --hidden 128 --batch 50 --seq 784 --steps 1 \
+      --gradients autodiff
   fi
   if want static; then
     row $X bench --task mnist $M

@@ -55,7 +55,7 @@ pub use classifier::{
 };
 pub use error::ModelError;
 pub use fixed_point::{FixedPoint, FixedPointLayer, FixedPointLayerConfig, RecurrenceConfig};
-pub use grad::{BpttKernel, RecordedSequence, StaticLossGrads};
+pub use grad::{BpttKernel, RecordedLstm, RecordedSequence, StaticLossGrads};
 pub use kernels::adam::HostAdam;
 pub use rnn::{OrganicsRnn, OrganicsRnnConfig, OrganicsTrajectory};
 pub use time_constant::TimeConstant;

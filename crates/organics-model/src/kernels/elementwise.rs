@@ -39,6 +39,25 @@ pub(crate) fn exp(x: f32) -> f32 {
     e * f32::from_bits((k_int.wrapping_add(127) << 23) as u32)
 }
 
+/// `tanh x` to about 1e-7 relative (Cephes' `tanhf`): an odd polynomial below |x| = 0.625,
+/// where `1 − 2 / (e^{2|x|} + 1)` would cancel, that expression above it. Both branches are
+/// plain arithmetic, so a loop over it vectorises (with a blend for the choice), where
+/// `f32::tanh` calls into libm for every element.
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    let ax = if x < 0.0 { -x } else { x };
+    let z = x * x;
+    let p = -5.704_988_7e-3;
+    let p = p * z + 2.063_909e-2;
+    let p = p * z - 5.373_971_6e-2;
+    let p = p * z + 1.333_144_2e-1;
+    let p = p * z - 3.333_328e-1;
+    let small = p * z * x + x;
+    let large = -2.0 / (exp(ax + ax) + 1.0) + 1.0;
+    let large = if x < 0.0 { -large } else { large };
+    if ax < 0.625 { small } else { large }
+}
+
 /// The transpose of a row-major `rows × cols` matrix, row-major.
 pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; m.len()];
@@ -66,5 +85,20 @@ mod tests {
         assert!(worst < 1e-6, "largest relative error {worst:e}");
         assert_eq!(sigmoid(-200.0), 1.0 / (exp(88.3) + 1.0));
         assert!(sigmoid(-200.0) < 1e-37 && sigmoid(200.0) == 1.0);
+    }
+
+    #[test]
+    fn tanh_matches_libm() {
+        let mut worst = 0.0f64;
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 1e-3 + 1e-5;
+            let exact = f64::from(x).tanh();
+            let rel = ((f64::from(tanh(x)) - exact) / exact).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 1e-6, "largest relative error {worst:e}");
+        assert_eq!(tanh(0.0), 0.0);
+        assert!(tanh(-200.0) == -1.0 && tanh(200.0) == 1.0);
+        assert!(tanh(f32::NAN).is_nan());
     }
 }

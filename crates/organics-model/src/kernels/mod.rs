@@ -2,7 +2,8 @@
 //! [`crate::grad`] as plain `f32` loops over preallocated buffers, with the matrix
 //! products handed to the `gemm` crate and the batch split over the cores.
 //!
-//! One file per job: [`sequence`] (a sequence's backpropagation through time),
+//! One file per job: [`sequence`] (a sequence's backpropagation through time), [`lstm`]
+//! (the same for the LSTM baseline),
 //! [`static_step`] (a static classifier's training step) with [`algorithm1`] (the fixed
 //! point of a learned `W_r`), [`adam`] (the optimizer step in one pass), and their shared
 //! primitives: [`mat`] (checked matrix views and products), [`elementwise`], [`simd`] (the
@@ -12,6 +13,7 @@
 pub(crate) mod adam;
 pub(crate) mod algorithm1;
 pub(crate) mod elementwise;
+pub(crate) mod lstm;
 pub(crate) mod mat;
 pub(crate) mod pool;
 pub(crate) mod sequence;

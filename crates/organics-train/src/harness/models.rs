@@ -13,8 +13,9 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 use crate::harness::output::StepOutput;
 use crate::options::GradientPath;
+use burn::tensor::Gradients;
 use organics_data::{SequenceBatch, StaticBatch};
-use organics_model::BpttKernel;
+use organics_model::{BpttKernel, RecordedLstm};
 use organics_model::{SeqClassifier, StaticClassifier};
 
 /// Cross-entropy of `logits` against `targets`: the loss of every model but the static
@@ -46,12 +47,20 @@ pub struct SeqOrganics {
 }
 
 /// Burn's LSTM with a linear readout of the last hidden state (sequence baseline).
+///
+/// On the CPU backends training backpropagates through time with the model crate's fused
+/// LSTM kernel ([`organics_model::grad::lstm`]; a test checks every gradient against
+/// autodiff); `gradients` picks the path.
 #[derive(Module, Debug)]
 pub struct SeqLstm {
     /// The recurrent layer.
     pub lstm: Lstm,
     /// The readout.
     pub readout: Linear,
+    /// How the gradients are computed ([`GradientPath::Tensor`] means autodiff here: the LSTM
+    /// has no separate tensor-op backward).
+    #[module(skip)]
+    pub gradients: GradientPath,
 }
 
 impl SeqLstm {
@@ -60,6 +69,7 @@ impl SeqLstm {
         Self {
             lstm: LstmConfig::new(n_in, hidden, true).init(device),
             readout: LinearConfig::new(hidden, classes).init(device),
+            gradients: GradientPath::Autodiff,
         }
     }
 
@@ -280,20 +290,12 @@ impl HarnessModel for SeqOrganics {
             GradientPath::Fused => BpttKernel::FusedCpu,
         };
         let recorded = self.inner.rnn.forward_recorded_with(b.inputs, kernel);
-        // The readout and loss are small: autodiff handles them and yields dL/dy_T.
-        let y_last = recorded.last().y.clone().autodiff().require_grad();
-        let out = classification(self.inner.readout.forward(y_last.clone()), b.targets);
-        let mut grads = out.loss.backward();
-        let grad_y = y_last
-            .grad_remove(&mut grads)
-            .unwrap_or_else(|| y_last.zeros_like().inner());
-        let mut params = GradientsParams::from_grads(grads, self);
-        let mut cell = GradientsParams::from_grads(recorded.backward(grad_y), &self.inner.rnn);
-        self.inner.rnn.visit(&mut MoveGrads {
-            from: &mut cell,
-            to: &mut params,
-        });
-        (out, params)
+        let last = recorded.last().y.clone();
+        let readout = |y| self.inner.readout.forward(y);
+        through_readout(self, &self.inner.rnn, last, readout, b.targets, |g| {
+            Ok::<_, std::convert::Infallible>(recorded.backward(g))
+        })
+        .unwrap_or_else(|never| match never {})
     }
     fn num_trainable_params(&self) -> usize {
         self.inner.num_trainable_params()
@@ -305,6 +307,61 @@ impl HarnessModel for SeqLstm {
     fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
         classification(self.forward(b.inputs), b.targets)
     }
+    fn with_gradients(self, path: GradientPath) -> Self {
+        Self {
+            gradients: path,
+            ..self
+        }
+    }
+    /// `Fused` where the kernel applies (Burn's default LSTM), autodiff otherwise.
+    fn effective_gradients(&self) -> GradientPath {
+        match self.gradients {
+            GradientPath::Fused if RecordedLstm::supports(&self.lstm) => GradientPath::Fused,
+            _ => GradientPath::Autodiff,
+        }
+    }
+    fn loss_and_grads(&self, b: SequenceBatch) -> (ClassificationOutput, GradientsParams) {
+        if self.effective_gradients() != GradientPath::Fused || !b.inputs.device().is_autodiff() {
+            return autodiff_grads(self, b);
+        }
+        let fused = RecordedLstm::forward(&self.lstm, b.inputs.clone()).and_then(|recorded| {
+            let last = recorded.last_hidden().clone();
+            let readout = |h| self.readout.forward(h);
+            through_readout(self, &self.lstm, last, readout, b.targets.clone(), |g| {
+                recorded.backward(g)
+            })
+        });
+        // The kernel rejects nothing the checks above let through; should it, autodiff
+        // computes the same gradients.
+        fused.unwrap_or_else(|_| autodiff_grads(self, b))
+    }
+}
+
+/// Loss and gradients of a sequence model whose recurrent part ran without an autodiff
+/// graph: the readout and loss are small, so autodiff handles them and yields `dL/dh_T` for
+/// the last state `last`; `backward` carries that through the recurrent part, whose
+/// gradients join the readout's.
+fn through_readout<M: Module, R: Module, E>(
+    model: &M,
+    recurrent: &R,
+    last: Tensor<2>,
+    readout: impl FnOnce(Tensor<2>) -> Tensor<2>,
+    targets: Tensor<1, Int>,
+    backward: impl FnOnce(Tensor<2>) -> Result<Gradients, E>,
+) -> Result<(ClassificationOutput, GradientsParams), E> {
+    let last = last.autodiff().require_grad();
+    let out = classification(readout(last.clone()), targets);
+    let mut grads = out.loss.backward();
+    let grad_last = last
+        .grad_remove(&mut grads)
+        .unwrap_or_else(|| last.zeros_like().inner());
+    let mut params = GradientsParams::from_grads(grads, model);
+    let mut inner = GradientsParams::from_grads(backward(grad_last)?, recurrent);
+    recurrent.visit(&mut MoveGrads {
+        from: &mut inner,
+        to: &mut params,
+    });
+    Ok((out, params))
 }
 
 impl HarnessModel for StaticOrganics {
@@ -410,6 +467,79 @@ steps!(SeqOrganics, SeqLstm, StaticOrganics, StaticMlp);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
+
+    /// Every parameter's gradient in `grads`, in the module's order, as host values.
+    struct Flatten<'a> {
+        grads: &'a GradientsParams,
+        out: Vec<Vec<f32>>,
+    }
+
+    impl ModuleVisitor for Flatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.out
+                    .push(g.into_data().try_to_vec::<f32>().expect("f32"));
+            }
+        }
+    }
+
+    /// The model's loss and every gradient along `Fused` equal autodiff's (readout included);
+    /// autodiff gives `count` gradients, or at least 10 where `count` is `None`.
+    fn fused_equals_autodiff<M: HarnessModel<Batch = SequenceBatch>>(
+        model: M,
+        count: Option<usize>,
+    ) {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let batch = SequenceBatch {
+            inputs: Tensor::<3>::random([5, 20, 1], Distribution::Uniform(0.0, 1.0), &device),
+            targets: Tensor::from_data([1, 0, 9, 4, 4], &device),
+        };
+        let mut results = [GradientPath::Fused, GradientPath::Autodiff].map(|path| {
+            let model = model.clone().with_gradients(path);
+            assert_eq!(model.effective_gradients(), path);
+            let (out, grads) = model.loss_and_grads(batch.clone());
+            let mut flat = Flatten {
+                grads: &grads,
+                out: Vec::new(),
+            };
+            model.visit(&mut flat);
+            let loss = out.loss.into_scalar::<f32>();
+            (loss, flat.out)
+        });
+        let (auto_loss, auto) = results[1].clone();
+        let (fused_loss, fused) = std::mem::take(&mut results[0]);
+        assert!((fused_loss - auto_loss).abs() < 1e-5 * auto_loss.abs());
+        match count {
+            Some(count) => assert_eq!(auto.len(), count),
+            None => assert!(auto.len() >= 10),
+        }
+        assert_eq!(fused.len(), auto.len());
+        for (f, a) in fused.iter().zip(&auto) {
+            let diff: f32 = f.iter().zip(a).map(|(x, y)| (x - y).powi(2)).sum();
+            let norm: f32 = a.iter().map(|y| y * y).sum();
+            assert!(
+                diff.sqrt() <= 1e-5 * norm.sqrt().max(1e-12),
+                "{diff} vs {norm}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fused_lstm_and_organics_steps_equal_autodiff() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        // 16 LSTM parameters and the readout's two.
+        fused_equals_autodiff(
+            SeqLstm::new(1, 6, 10, &device).with_forget_bias(1.0),
+            Some(18),
+        );
+        let config = crate::config::TrainConfig::new()
+            .with_task(crate::options::Task::Smnist)
+            .with_hidden(Some(6));
+        fused_equals_autodiff(crate::run::dispatch::seq_organics(&config, &device), None);
+    }
 
     #[test]
     fn the_forget_gate_starts_at_the_bias_asked_for() {

@@ -39,7 +39,7 @@ pub struct BenchOptions {
     pub seq: usize,
     /// Timed steps after one warm-up step.
     pub steps: usize,
-    /// ORGaNICs: how the gradients are computed (`None`: the backend's default,
+    /// ORGaNICs and the LSTM: how the gradients are computed (`None`: the backend's default,
     /// [`GradientPath::for_backend`]).
     pub gradients: Option<GradientPath>,
     /// Use Burn's tensor-op `Adam` instead of [`HostAdam`] on a CPU backend.
@@ -87,7 +87,7 @@ pub struct BenchResult {
     pub seq: usize,
     /// Timed steps.
     pub steps: usize,
-    /// How ORGaNICs computed its gradients (the baselines: always autodiff).
+    /// How the model computed its gradients (the MLP: always autodiff).
     pub gradients: GradientPath,
     /// The optimizer: `host-adam` (one pass per parameter on the CPU) or `burn-adam`.
     #[serde(default)]
@@ -136,7 +136,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         .with_backend(opts.backend);
     config.validate()?;
     let gradients = match (opts.gradients, opts.model) {
-        (_, ModelKind::Lstm | ModelKind::Mlp) => GradientPath::Autodiff,
+        (_, ModelKind::Mlp) => GradientPath::Autodiff,
         (Some(path), _) => path,
         (None, _) if opts.task == Task::Mnist => GradientPath::for_static(opts.backend),
         (None, _) => GradientPath::for_backend(opts.backend),
