@@ -11,6 +11,9 @@
 # decay 1e-5, batch 256, lr x 0.8 every 30 epochs, no gradient clipping, 57,000 / 3,000
 # split; at most 300 epochs (the authors' 128-unit job scripts), stopped early once the
 # validation accuracy has not improved for 90 epochs (three decay periods).
+# The LSTM baseline (128 units): the literature's settings (docs/RESULTS.md, "The LSTM
+# baseline's settings"): RMSprop lr 1e-3, batch 50, gradient-norm clipping at 1, forget-gate
+# bias 1, no weight decay or decay schedule, at most 200 epochs, patience 5.
 # Table 1 settings: the static model's defaults (Adam lr 1e-3, weight decay 1e-5, batch
 # 256) with a learned W_r (Algorithm 1, 10 iterations); at most 200 epochs (the paper's
 # budget), stopped early after 20 epochs without a better validation accuracy. The
@@ -32,11 +35,14 @@ fi
 XTASK=${XTASK:-cargo xtask}
 TABLE2="--epochs 300 --patience 90"
 TABLE1="--task mnist --learned-recurrence --epochs 200 --patience 20"
+LSTM="--model lstm --hidden 128 --optimizer rmsprop --lr 0.001 --batch-size 50 --clip 1 --forget-bias 1 --weight-decay 0 --lr-gamma 1 --epochs 200 --patience 5"
 
 # row name, then its flags; the order is the order of training.
 ROWS=(
   "smnist-organics64|--task smnist --hidden 64 $TABLE2"
   "psmnist-organics64|--task psmnist --hidden 64 $TABLE2"
+  "smnist-lstm128|--task smnist $LSTM"
+  "psmnist-lstm128|--task psmnist $LSTM"
   "smnist-organics64-fixed|--task smnist --hidden 64 --fixed-time-constants $TABLE2"
   "psmnist-organics64-fixed|--task psmnist --hidden 64 --fixed-time-constants $TABLE2"
   "smnist-organics128|--task smnist --hidden 128 $TABLE2"
