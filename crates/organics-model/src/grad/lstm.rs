@@ -183,38 +183,9 @@ impl RecordedLstm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::{Module, ModuleVisitor, Param, ParamId};
+    use crate::grad::test_support::{grads_of, relative};
     use burn::nn::LstmConfig;
     use burn::tensor::Distribution;
-
-    /// Every float parameter's gradient, by id, as host values.
-    struct Collect<'a> {
-        grads: &'a Gradients,
-        out: Vec<(ParamId, Vec<f32>)>,
-    }
-
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = param.val().grad(self.grads) {
-                self.out.push((param.id, to_f32(g).expect("f32")));
-            }
-        }
-    }
-
-    fn grads_of(lstm: &Lstm, grads: &Gradients) -> Vec<(ParamId, Vec<f32>)> {
-        let mut c = Collect {
-            grads,
-            out: Vec::new(),
-        };
-        lstm.visit(&mut c);
-        c.out
-    }
-
-    fn relative(a: &[f32], b: &[f32]) -> f64 {
-        let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
-        let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
-        (diff / norm.max(1e-30)).sqrt()
-    }
 
     /// Loss `Σ h_T ⊙ weight` through Burn's autodiff and through the fused kernel: the
     /// same last hidden state and the same gradient for each of the 16 parameters.

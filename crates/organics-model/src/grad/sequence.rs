@@ -322,43 +322,9 @@ impl TensorTape {
 mod tests {
     use super::*;
     use crate::cell::OrganicsCellConfig;
+    use crate::grad::test_support::{grads_of, relative};
     use crate::rnn::OrganicsRnnConfig;
-    use burn::module::{ModuleVisitor, Param, ParamId};
     use burn::tensor::Distribution;
-
-    /// Every float parameter's gradient, by id, as host values.
-    struct Collect<'a> {
-        grads: &'a Gradients,
-        out: Vec<(ParamId, Vec<f32>)>,
-    }
-
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = param.val().grad(self.grads) {
-                let v = g
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .expect("f32");
-                self.out.push((param.id, v));
-            }
-        }
-    }
-
-    fn grads_of(rnn: &OrganicsRnn, grads: &Gradients) -> Vec<(ParamId, Vec<f32>)> {
-        let mut c = Collect {
-            grads,
-            out: Vec::new(),
-        };
-        rnn.visit(&mut c);
-        c.out
-    }
-
-    fn relative(a: &[f32], b: &[f32]) -> f64 {
-        let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
-        let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
-        (diff / norm.max(1e-30)).sqrt()
-    }
 
     fn check(rectified: bool, learned: bool, r_scale: f64, seq: usize) {
         let device = Device::flex().autodiff();

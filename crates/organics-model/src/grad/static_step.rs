@@ -236,6 +236,7 @@ mod tests {
     use super::*;
     use crate::classifier::{StaticClassifierConfig, StaticLoss};
     use crate::fixed_point::RecurrenceConfig;
+    use crate::grad::test_support::relative;
     use burn::module::{ModuleVisitor, ParamId};
     use burn::tensor::Distribution;
 
@@ -274,13 +275,6 @@ mod tests {
             .convert::<f32>()
             .try_to_vec::<f32>()
             .expect("f32")
-    }
-
-    fn relative(a: &[f32], b: &[f32]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
-        let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
-        (diff / norm.max(1e-30)).sqrt()
     }
 
     /// Loss, logits and every gradient of the fused kernel against Burn's autodiff of the

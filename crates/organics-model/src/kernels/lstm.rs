@@ -17,7 +17,7 @@ use crate::kernels::elementwise::{sigmoid, tanh, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
 use crate::kernels::simd::vectorized;
-use crate::kernels::threads::{on_threads, shard_rows};
+use crate::kernels::threads::{first_rows, on_threads, shard_rows, time_major_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
 const CHUNK: usize = 16;
@@ -134,15 +134,7 @@ impl LstmSequence {
                 .collect()
         });
         let shards = on_threads(tapes, |(first, mut tape)| {
-            // Time-major inputs, so that a chunk of steps is one contiguous matrix.
-            let rows = tape.rows;
-            for r in 0..rows {
-                for t in 0..steps {
-                    let from = ((first + r) * steps + t) * n_in;
-                    tape.x[(t * rows + r) * n_in..][..n_in]
-                        .copy_from_slice(&input[from..from + n_in]);
-                }
-            }
+            time_major_rows(input, first, tape.rows, steps, n_in, &mut tape.x);
             forward_shard(&cell, &mut tape);
             tape
         });
@@ -164,13 +156,8 @@ impl LstmSequence {
     /// the last hidden state, through every step.
     pub(crate) fn backward(&self, grad_h: &[f32]) -> LstmGrads {
         let n = self.cell.n;
-        let mut starts = Vec::with_capacity(self.shards.len());
-        let mut row = 0;
-        for shard in &self.shards {
-            starts.push((shard, row));
-            row += shard.rows;
-        }
-        assert_eq!(grad_h.len(), row * n, "gradient length");
+        let (starts, batch) = first_rows(&self.shards, |s| s.rows);
+        assert_eq!(grad_h.len(), batch * n, "gradient length");
         // `W_hᵀ`, `[4n, n]`, once per sequence: the backward products read contiguous rows.
         let w_h_t = transpose(&self.cell.w_h, n, GATES * n);
         let parts = on_threads(starts, |(shard, first)| {

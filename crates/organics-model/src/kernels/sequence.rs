@@ -22,7 +22,7 @@ use crate::kernels::elementwise::{relu, sigmoid, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
 use crate::kernels::simd::vectorized;
-use crate::kernels::threads::{on_threads, shard_rows};
+use crate::kernels::threads::{first_rows, on_threads, shard_rows, time_major_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
 const CHUNK: usize = 16;
@@ -187,15 +187,7 @@ impl HostSequence {
                 .collect()
         });
         let shards = on_threads(tapes, |(first, mut tape)| {
-            // Time-major inputs, so that a chunk of steps is one contiguous matrix.
-            let rows = tape.rows;
-            for r in 0..rows {
-                for t in 0..steps {
-                    let from = ((first + r) * steps + t) * n_in;
-                    tape.x[(t * rows + r) * n_in..][..n_in]
-                        .copy_from_slice(&input[from..from + n_in]);
-                }
-            }
+            time_major_rows(input, first, tape.rows, steps, n_in, &mut tape.x);
             forward_shard(&cell, initial, &mut tape);
             tape
         });
@@ -217,13 +209,8 @@ impl HostSequence {
     /// the final `y`, through every step.
     pub(crate) fn backward(&self, grad_y: &[f32]) -> HostGrads {
         let n = self.cell.n;
-        let mut starts = Vec::with_capacity(self.shards.len());
-        let mut row = 0;
-        for shard in &self.shards {
-            starts.push((shard, row));
-            row += shard.rows;
-        }
-        assert_eq!(grad_y.len(), row * n, "gradient length");
+        let (starts, batch) = first_rows(&self.shards, |s| s.rows);
+        assert_eq!(grad_y.len(), batch * n, "gradient length");
         let transposed = Transposed::of(&self.cell);
         let parts = on_threads(starts, |(shard, first)| {
             backward_shard(

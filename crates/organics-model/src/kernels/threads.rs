@@ -19,6 +19,38 @@ pub(crate) fn shard_rows(batch: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Each shard with the batch row it starts at, and the rows of all shards together.
+pub(crate) fn first_rows<T>(shards: &[T], rows: impl Fn(&T) -> usize) -> (Vec<(&T, usize)>, usize) {
+    let mut row = 0;
+    let starts = shards
+        .iter()
+        .map(|shard| {
+            let first = row;
+            row += rows(shard);
+            (shard, first)
+        })
+        .collect();
+    (starts, row)
+}
+
+/// Rows `first..first + rows` of a batch-major `[batch, steps, width]` input, time-major
+/// (`[steps, rows, width]`) in `out`, so that a chunk of steps is one contiguous matrix.
+pub(crate) fn time_major_rows(
+    input: &[f32],
+    first: usize,
+    rows: usize,
+    steps: usize,
+    width: usize,
+    out: &mut [f32],
+) {
+    for r in 0..rows {
+        for t in 0..steps {
+            let from = ((first + r) * steps + t) * width;
+            out[(t * rows + r) * width..][..width].copy_from_slice(&input[from..from + width]);
+        }
+    }
+}
+
 /// Runs `f` on every item on its own thread (the first on this one), results in order.
 pub(crate) fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let mut items = items.into_iter();

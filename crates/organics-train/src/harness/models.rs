@@ -315,10 +315,7 @@ impl HarnessModel for SeqLstm {
     }
     /// `Fused` where the kernel applies (Burn's default LSTM), autodiff otherwise.
     fn effective_gradients(&self) -> GradientPath {
-        match self.gradients {
-            GradientPath::Fused if RecordedLstm::supports(&self.lstm) => GradientPath::Fused,
-            _ => GradientPath::Autodiff,
-        }
+        fused_where_supported(self.gradients, || RecordedLstm::supports(&self.lstm))
     }
     fn loss_and_grads(&self, b: SequenceBatch) -> (ClassificationOutput, GradientsParams) {
         if self.effective_gradients() != GradientPath::Fused || !b.inputs.device().is_autodiff() {
@@ -334,6 +331,15 @@ impl HarnessModel for SeqLstm {
         // The kernel rejects nothing the checks above let through; should it, autodiff
         // computes the same gradients.
         fused.unwrap_or_else(|_| autodiff_grads(self, b))
+    }
+}
+
+/// `Fused` where `asked` says so and the model's kernel applies (`supported`); autodiff for
+/// every other request, since these models have no separate tensor-op backward.
+fn fused_where_supported(asked: GradientPath, supported: impl FnOnce() -> bool) -> GradientPath {
+    match asked {
+        GradientPath::Fused if supported() => GradientPath::Fused,
+        _ => GradientPath::Autodiff,
     }
 }
 
@@ -382,10 +388,7 @@ impl HarnessModel for StaticOrganics {
     }
     /// `Fused` only where the kernel applies.
     fn effective_gradients(&self) -> GradientPath {
-        match self.gradients {
-            GradientPath::Fused if self.inner.supports_fused_gradients() => GradientPath::Fused,
-            _ => GradientPath::Autodiff,
-        }
+        fused_where_supported(self.gradients, || self.inner.supports_fused_gradients())
     }
     fn loss_and_grads(&self, b: StaticBatch) -> (ClassificationOutput, GradientsParams) {
         if self.effective_gradients() != GradientPath::Fused {
