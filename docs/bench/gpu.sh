@@ -45,6 +45,7 @@ software=()
 # name | flags shared by both backends
 ROWS=(
   "sMNIST n=64|--task smnist --hidden 64 --seq $SEQ"
+  "sMNIST n=64, tensor-op BPTT|--task smnist --hidden 64 --seq $SEQ --gradients tensor"
   "sMNIST n=128|--task smnist --hidden 128 --seq $SEQ"
   "static W_r = I|--task mnist"
   "static learned W_r|--task mnist --learned-recurrence"
@@ -80,7 +81,7 @@ fi
 
 python3 - "$OUT" <<'PY'
 import json, sys
-rows, epoch = {}, None
+rows, launches, epoch = {}, {}, None
 for line in open(sys.argv[1]):
     d = json.loads(line)
     if "epoch" in d:
@@ -89,13 +90,17 @@ for line in open(sys.argv[1]):
         continue
     rows.setdefault(d["row"], {}).setdefault(d["backend"], []).append(
         None if d.get("error") else d["result"]["sec_per_step"])
+    if d["backend"] == "wgpu" and not d.get("error"):
+        launches[d["row"]] = d["result"].get("kernel_launches_per_step")
 fmt = lambda v: "failed" if v is None else (f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s")
-print("| step | wgpu, per round | flex, per round | wgpu ÷ flex |")
-print("|---|---|---|---:|")
+print("| step | wgpu, per round | flex, per round | wgpu ÷ flex | wgpu kernel launches per step |")
+print("|---|---|---|---:|---:|")
 for name, b in rows.items():
     g, c = b.get("wgpu", []), b.get("flex", [])
     ratios = [f"{x / y:.2f}" for x, y in zip(g, c) if x is not None and y is not None]
-    print(f"| {name} | {' / '.join(map(fmt, g))} | {' / '.join(map(fmt, c))} | {' / '.join(ratios) or '-'} |")
+    n = launches.get(name)
+    n = "-" if n is None else f"{n:,.0f}"
+    print(f"| {name} | {' / '.join(map(fmt, g))} | {' / '.join(map(fmt, c))} | {' / '.join(ratios) or '-'} | {n} |")
 if epoch:
     s = epoch["wall_seconds"]
     print(f"\nOne sMNIST epoch (n = 64, validation included) on wgpu: {s:.0f} s; 300 epochs: {300 * s / 3600:.1f} h.")

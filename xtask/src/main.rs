@@ -323,10 +323,10 @@ struct BenchArgs {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = bench_defaults().steps)]
     steps: usize,
-    /// ORGaNICs and the LSTM: how gradients are computed: fused (hand-derived, in one CPU
-    /// kernel; default on flex, and for the sequence models on ndarray), tensor (sequence
-    /// ORGaNICs: the hand-derived BPTT in Burn tensor ops; default on wgpu) or autodiff
-    /// (Burn's autodiff).
+    /// ORGaNICs and the LSTM: how gradients are computed: fused (hand-derived, in fused
+    /// kernels: on the CPU backends one host kernel, on wgpu CubeCL kernels for sequence
+    /// ORGaNICs; the default), tensor (sequence ORGaNICs: the hand-derived BPTT in Burn
+    /// tensor ops) or autodiff (Burn's autodiff).
     #[arg(long, value_parser = parse::<GradientPath>)]
     gradients: Option<GradientPath>,
     /// Step with Burn's tensor-op Adam instead of the one-pass host Adam (CPU backends).

@@ -91,9 +91,10 @@ choice!(
     /// How sequence ORGaNICs computes its gradients (all three give the same values; a test
     /// checks them against each other to 1e-5).
     GradientPath, "gradient path", {
-        /// The fused CPU kernel of the hand-derived BPTT (the default on flex and ndarray).
+        /// The hand-derived BPTT in fused kernels: on the host's cores on flex and ndarray,
+        /// in CubeCL kernels on wgpu (the default everywhere).
         Fused => "fused",
-        /// The hand-derived BPTT in Burn tensor ops on the device (the default on wgpu).
+        /// The hand-derived BPTT in Burn tensor ops on the device.
         Tensor => "tensor",
         /// Burn's autodiff through every step (the straightforward formulation).
         Autodiff => "autodiff",
@@ -101,13 +102,10 @@ choice!(
 );
 
 impl GradientPath {
-    /// The fastest path on `backend`: the fused kernel on the CPU backends; on a GPU the
-    /// values stay on the device.
-    pub fn for_backend(backend: BackendKind) -> Self {
-        match backend {
-            BackendKind::Flex | BackendKind::Ndarray => GradientPath::Fused,
-            BackendKind::Wgpu => GradientPath::Tensor,
-        }
+    /// The fastest path on `backend`: the fused kernels (on the host's cores on the CPU
+    /// backends, CubeCL kernels on wgpu).
+    pub fn for_backend(_backend: BackendKind) -> Self {
+        GradientPath::Fused
     }
 
     /// The fastest path for the static ORGaNICs model on `backend` (measured, README

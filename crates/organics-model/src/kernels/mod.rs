@@ -8,10 +8,13 @@
 //! point of a learned `W_r`), [`adam`] (the optimizer step in one pass), and their shared
 //! primitives: [`mat`] (checked matrix views and products), [`elementwise`], [`simd`] (the
 //! one run-time choice of vector instructions), [`threads`] (shards of the batch),
-//! [`pool`] (buffers reused between calls).
+//! [`pool`] (buffers reused between calls). `cube` (cargo feature `wgpu`) holds the GPU
+//! counterpart of [`sequence`]: the step's element-wise work as CubeCL kernels.
 
 pub(crate) mod adam;
 pub(crate) mod algorithm1;
+#[cfg(feature = "wgpu")]
+pub(crate) mod cube;
 pub(crate) mod elementwise;
 pub(crate) mod lstm;
 pub(crate) mod mat;

@@ -36,7 +36,7 @@ fn classification(logits: Tensor<2>, targets: Tensor<1, Int>) -> ClassificationO
 /// Training backpropagates through time with the model crate's hand-derived backward pass
 /// ([`organics_model::grad::sequence`]), which gives the gradients of the plain autodiff path (a test
 /// checks them to 1e-5) several times faster: on the CPU backends in its fused host kernel,
-/// on a GPU in tensor ops. `gradients` picks the path, for comparison.
+/// on wgpu in its fused CubeCL kernels. `gradients` picks the path, for comparison.
 #[derive(Module, Debug)]
 pub struct SeqOrganics {
     /// The classifier of the model crate.
@@ -287,7 +287,7 @@ impl HarnessModel for SeqOrganics {
             _ if !b.inputs.device().is_autodiff() => return autodiff_grads(self, b),
             GradientPath::Autodiff => return autodiff_grads(self, b),
             GradientPath::Tensor => BpttKernel::TensorOps,
-            GradientPath::Fused => BpttKernel::FusedCpu,
+            GradientPath::Fused => BpttKernel::fused_for(&b.inputs.device()),
         };
         let recorded = self.inner.rnn.forward_recorded_with(b.inputs, kernel);
         let last = recorded.last().y.clone();

@@ -15,6 +15,7 @@ use crate::error::TrainError;
 use crate::harness::models::{HarnessModel, Truncate};
 use crate::options::{BackendKind, GradientPath, ModelKind, Task};
 use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
+use crate::run::gpu::LaunchCount;
 use organics_data::{DigitItem, PIXELS, PixelOrder};
 use organics_model::HostAdam;
 
@@ -109,6 +110,9 @@ pub struct BenchResult {
     /// The wgpu adapter timed (name, kind, graphics API); absent on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
+    /// GPU kernels launched per timed step (wgpu only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_launches_per_step: Option<f64>,
 }
 
 /// The process's peak resident set size in MB, where `/proc` tells it.
@@ -159,7 +163,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     } else {
         PIXELS
     };
-    let (times, gradients) = with_model(
+    let ((times, launches), gradients) = with_model(
         &config,
         &ad,
         0,
@@ -193,6 +197,9 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         samples_per_sec: opts.batch as f64 / sec,
         peak_rss_mb: peak_rss_mb(),
         adapter: adapter.map(|a| a.to_string()),
+        kernel_launches_per_step: (opts.backend == BackendKind::Wgpu)
+            .then(|| launches.map(|n| n as f64 / opts.steps as f64))
+            .flatten(),
     })
 }
 
@@ -208,7 +215,7 @@ struct TimeSteps<'a> {
 }
 
 impl ModelJob for TimeSteps<'_> {
-    type Output = Result<(Vec<f64>, GradientPath), TrainError>;
+    type Output = Result<((Vec<f64>, Option<usize>), GradientPath), TrainError>;
 
     fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
         let model = model.with_gradients(self.gradients);
@@ -242,7 +249,7 @@ fn time_steps<M, Bt>(
     device: &Device,
     steps: usize,
     seq: usize,
-) -> Result<Vec<f64>, TrainError>
+) -> Result<(Vec<f64>, Option<usize>), TrainError>
 where
     M: HarnessModel + TrainStep<Input = <M as HarnessModel>::Batch>,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
@@ -258,6 +265,7 @@ where
         .map_err(|e| TrainError::Training(format!("device sync: {e:?}")))?;
     // Each step synchronised and timed on its own, as the peers' bench.py does.
     let mut times = Vec::with_capacity(steps);
+    let launches = LaunchCount::start();
     for _ in 0..steps {
         let start = Instant::now();
         model = step(model);
@@ -267,5 +275,5 @@ where
         times.push(start.elapsed().as_secs_f64());
     }
     drop(model);
-    Ok(times)
+    Ok((times, launches.total()))
 }

@@ -76,3 +76,49 @@ pub fn default_adapter() -> Option<Adapter> {
 pub fn default_adapter() -> Option<Adapter> {
     None
 }
+
+/// Counts the GPU kernels issued between [`LaunchCount::start`] and [`LaunchCount::total`],
+/// through CubeCL's launch observer (called on the issuing thread for every launch). Without
+/// the `wgpu` feature nothing is counted and [`total`](LaunchCount::total) is `None`.
+pub struct LaunchCount {
+    #[cfg(feature = "wgpu")]
+    counted: std::sync::Arc<Launched>,
+    #[cfg(feature = "wgpu")]
+    _watching: burn::cubecl::logging::LaunchObservation,
+}
+
+#[cfg(feature = "wgpu")]
+#[derive(Default)]
+struct Launched(std::sync::atomic::AtomicUsize);
+
+#[cfg(feature = "wgpu")]
+impl burn::cubecl::logging::LaunchObserver for Launched {
+    fn launched(&self, _kernel: &'static str) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl LaunchCount {
+    /// Starts counting (CubeCL watches one observer per process: the latest replaces it).
+    pub fn start() -> Self {
+        #[cfg(feature = "wgpu")]
+        {
+            let counted = std::sync::Arc::new(Launched::default());
+            let watching = burn::cubecl::logging::LaunchObservation::new(counted.clone());
+            LaunchCount {
+                counted,
+                _watching: watching,
+            }
+        }
+        #[cfg(not(feature = "wgpu"))]
+        LaunchCount {}
+    }
+
+    /// The kernels launched since [`start`](Self::start).
+    pub fn total(&self) -> Option<usize> {
+        #[cfg(feature = "wgpu")]
+        return Some(self.counted.0.load(std::sync::atomic::Ordering::Relaxed));
+        #[cfg(not(feature = "wgpu"))]
+        None
+    }
+}

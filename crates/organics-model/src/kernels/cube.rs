@@ -1,0 +1,522 @@
+//! The element-wise work of a sequence time step as fused CubeCL kernels on wgpu, forward and
+//! back (cargo feature `wgpu`): [`BpttKernel::FusedGpu`](crate::BpttKernel::FusedGpu).
+//!
+//! Burn's tensor ops run every element-wise op of [`crate::cell`]'s step and of its
+//! hand-derived backward pass ([`crate::grad::sequence`]) as a kernel of its own: dozens of
+//! launches per time step, 784 steps per sequence. Here a step forward is its four products
+//! (left to Burn's matmul) and one kernel; back, one kernel for the pool's delta, its
+//! product, one kernel for everything else and one product for the deltas through `W_y` and
+//! `W_a` together. The kernels compute the expressions of the tensor-op path in the same
+//! order, so the two agree to rounding (tests on wgpu check both against autodiff).
+//!
+//! The kernels take plain (non-autodiff) `f32` tensors on a wgpu device and write fresh
+//! contiguous outputs. A step's state lives in one `[5, batch, n]` stack (`y, a, b0, b1` and
+//! the pool's input `u = ⌊y⌋²⌊a⌋` of that state) and its record in one `[6, batch, n]`
+//! stack (`zx, ry, g0, g1, dy, da`), which keeps the bindings per kernel few (some GPUs allow
+//! no more than 31 storage buffers per kernel) and needs no copies between the steps.
+
+use burn::backend::DispatchDevice;
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
+use burn::cubecl;
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use crate::cell::{CellWeights, OrganicsState, PreparedCell};
+
+/// The kernels themselves, in a module of their own: CubeCL's prelude has a `Tensor` too.
+/// They are written in the forms the `#[cube]` macro expands (a comptime condition in an
+/// `if` of its own, plain assignments to tensor elements), hence the two lints allowed.
+#[allow(clippy::assign_op_pattern, clippy::collapsible_if)]
+mod device {
+    use super::cubecl;
+    use cubecl::prelude::*;
+
+    /// Element `(row, col)` of a 2-D tensor, through its strides.
+    #[cube]
+    fn at<F: Float>(t: &Tensor<F>, row: usize, col: usize) -> F {
+        t[row * t.stride(0) + col * t.stride(1)]
+    }
+
+    /// Element `(k, row, col)` of a 3-D stack, through its strides.
+    #[cube]
+    fn at3<F: Float>(t: &Tensor<F>, k: usize, row: usize, col: usize) -> F {
+        t[k * t.stride(0) + row * t.stride(1) + col * t.stride(2)]
+    }
+
+    /// `max(x, 0)`, NaN kept (as `kernels::elementwise::relu`).
+    #[cube]
+    fn relu<F: Float>(x: F) -> F {
+        let mut out = x;
+        if x < F::new(0.0) {
+            out = F::new(0.0);
+        }
+        out
+    }
+
+    #[cube]
+    fn sigmoid<F: Float>(x: F) -> F {
+        F::new(1.0) / (F::exp(F::new(0.0) - x) + F::new(1.0))
+    }
+
+    /// The pool's input `u = ⌊y⌋² ⌊a⌋` (`y² ⌊a⌋` for the main model).
+    #[cube]
+    fn pool_of<F: Float>(y: F, a: F, #[comptime] rectified: bool) -> F {
+        let mut y_act = y;
+        if rectified {
+            y_act = relu::<F>(y);
+        }
+        y_act * y_act * relu::<F>(a)
+    }
+
+    /// A first state `[5, B, n]` from `y, a, b0, b1` (`[B, n]` each, any strides).
+    #[cube(launch)]
+    pub fn initial<F: Float>(
+        y: &Tensor<F>,
+        a: &Tensor<F>,
+        b0: &Tensor<F>,
+        b1: &Tensor<F>,
+        state: &mut Tensor<F>,
+        #[comptime] rectified: bool,
+    ) {
+        let pos = ABSOLUTE_POS;
+        let n = state.shape(2);
+        let size = state.shape(1) * n;
+        if pos >= size {
+            terminate!();
+        }
+        let (row, j) = (pos / n, pos % n);
+        let (yv, av) = (at::<F>(y, row, j), at::<F>(a, row, j));
+        state[pos] = yv;
+        state[size + pos] = av;
+        state[2 * size + pos] = at::<F>(b0, row, j);
+        state[3 * size + pos] = at::<F>(b1, row, j);
+        state[4 * size + pos] = pool_of::<F>(yv, av, rectified);
+    }
+
+    /// One Euler step after its products (`crate::cell`'s equations): `next` = the state
+    /// after it, `record` = what the backward pass needs.
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<F: Float>(
+        from_x: &Tensor<F>,
+        from_y: &Tensor<F>,
+        from_a: &Tensor<F>,
+        pooled: &Tensor<F>,
+        state: &Tensor<F>,
+        ratios: &Tensor<F>,
+        next: &mut Tensor<F>,
+        record: &mut Tensor<F>,
+        sigma_sq: f32,
+        #[comptime] rectified: bool,
+    ) {
+        let pos = ABSOLUTE_POS;
+        let n = next.shape(2);
+        let size = next.shape(1) * n;
+        if pos >= size {
+            terminate!();
+        }
+        let (row, j) = (pos / n, pos % n);
+        let zx = at::<F>(from_x, row, j);
+        let ry = at::<F>(from_y, row, j);
+        let h0 =
+            at::<F>(from_x, row, n + j) + at::<F>(from_y, row, n + j) + at::<F>(from_a, row, j);
+        let h1 = at::<F>(from_x, row, 2 * n + j)
+            + at::<F>(from_y, row, 2 * n + j)
+            + at::<F>(from_a, row, n + j);
+        let g0 = sigmoid::<F>(h0);
+        let g1 = sigmoid::<F>(h1);
+        let y = at3::<F>(state, 0, row, j);
+        let a = at3::<F>(state, 1, row, j);
+        let b0 = at3::<F>(state, 2, row, j);
+        let b1 = at3::<F>(state, 3, row, j);
+        let z = relu::<F>(zx);
+        let mut rec = ry;
+        if rectified {
+            rec = relu::<F>(ry);
+        }
+        let gate = F::new(1.0) - F::sqrt(relu::<F>(a));
+        let dy = b1 * z + gate * rec - y;
+        let da = b0 * b0 * F::cast_from(sigma_sq) + at::<F>(pooled, row, j) - a;
+        let y2 = y + at::<F>(ratios, 0, j) * dy;
+        let a2 = a + at::<F>(ratios, 1, j) * da;
+        next[pos] = y2;
+        next[size + pos] = a2;
+        next[2 * size + pos] = b0 + at::<F>(ratios, 2, j) * (g0 - b0);
+        next[3 * size + pos] = b1 + at::<F>(ratios, 3, j) * (g1 - b1);
+        next[4 * size + pos] = pool_of::<F>(y2, a2, rectified);
+        record[pos] = zx;
+        record[size + pos] = ry;
+        record[2 * size + pos] = g0;
+        record[3 * size + pos] = g1;
+        record[4 * size + pos] = dy;
+        record[5 * size + pos] = da;
+    }
+
+    /// The pool's output delta `δa = r_a ⊙ ḡ_a'`, with `ḡ_a'` = `g_part[1] + g_prod[:, n..]`.
+    #[cube(launch)]
+    pub fn pool_back<F: Float>(
+        g_part: &Tensor<F>,
+        g_prod: &Tensor<F>,
+        ratios: &Tensor<F>,
+        d_a: &mut Tensor<F>,
+    ) {
+        let pos = ABSOLUTE_POS;
+        let n = d_a.shape(1);
+        if pos >= d_a.shape(0) * n {
+            terminate!();
+        }
+        let (row, j) = (pos / n, pos % n);
+        let ga = at3::<F>(g_part, 1, row, j) + at::<F>(g_prod, row, n + j);
+        d_a[pos] = at::<F>(ratios, 1, j) * ga;
+    }
+
+    /// Going back through a step, the element-wise rest (`crate::grad::sequence`'s
+    /// equations). The gradients with respect to the state after the step are
+    /// `g_part + [g_prod, 0, 0]` (`g_prod` = `[ḡ_y from the products | ḡ_a from the
+    /// products]`, `[B, 2n]`); writes the products' deltas `d_from_y = [δrec, δh0, δh1]` and
+    /// `d_from_x = [δzx, δh0, δh1]` (`[B, 3n]` each), the state gradients before the step
+    /// without their products `grads` (`[4, B, n]`), and adds `Δ ⊙ ḡ'` of the four step
+    /// ratios into `ratio_acc` (`[4, B, n]`).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_back<F: Float>(
+        state: &Tensor<F>,
+        record: &Tensor<F>,
+        g_part: &Tensor<F>,
+        g_prod: &Tensor<F>,
+        d_a: &Tensor<F>,
+        d_u: &Tensor<F>,
+        ratios: &Tensor<F>,
+        ratio_acc: &mut Tensor<F>,
+        d_from_y: &mut Tensor<F>,
+        d_from_x: &mut Tensor<F>,
+        grads: &mut Tensor<F>,
+        sigma2: f32,
+        #[comptime] rectified: bool,
+    ) {
+        let pos = ABSOLUTE_POS;
+        let n = d_u.shape(1);
+        let size = d_u.shape(0) * n;
+        if pos >= size {
+            terminate!();
+        }
+        let (row, j) = (pos / n, pos % n);
+        let y = at3::<F>(state, 0, row, j);
+        let a = at3::<F>(state, 1, row, j);
+        let b0 = at3::<F>(state, 2, row, j);
+        let b1 = at3::<F>(state, 3, row, j);
+        let zx = at3::<F>(record, 0, row, j);
+        let ry = at3::<F>(record, 1, row, j);
+        let g0 = at3::<F>(record, 2, row, j);
+        let g1 = at3::<F>(record, 3, row, j);
+        let dy_s = at3::<F>(record, 4, row, j);
+        let da_s = at3::<F>(record, 5, row, j);
+        let gy = at3::<F>(g_part, 0, row, j) + at::<F>(g_prod, row, j);
+        let ga = at3::<F>(g_part, 1, row, j) + at::<F>(g_prod, row, n + j);
+        let gb0 = at3::<F>(g_part, 2, row, j);
+        let gb1 = at3::<F>(g_part, 3, row, j);
+        let da = at::<F>(d_a, row, j);
+        let du = at::<F>(d_u, row, j);
+        let r_y = at::<F>(ratios, 0, j);
+        let r_b0 = at::<F>(ratios, 2, j);
+        let r_b1 = at::<F>(ratios, 3, j);
+
+        let z = relu::<F>(zx);
+        let mut rec = ry;
+        if rectified {
+            rec = relu::<F>(ry);
+        }
+        let a_pos = relu::<F>(a);
+        let sqrt_a = F::sqrt(a_pos);
+        let gate = F::new(1.0) - sqrt_a;
+        let mut y_act = y;
+        if rectified {
+            y_act = relu::<F>(y);
+        }
+        let y_sq = y_act * y_act;
+
+        ratio_acc[pos] = ratio_acc[pos] + dy_s * gy;
+        ratio_acc[size + pos] = ratio_acc[size + pos] + da_s * ga;
+        ratio_acc[2 * size + pos] = ratio_acc[2 * size + pos] + (g0 - b0) * gb0;
+        ratio_acc[3 * size + pos] = ratio_acc[3 * size + pos] + (g1 - b1) * gb1;
+
+        let d_y = r_y * gy;
+        let d_g0 = r_b0 * gb0;
+        let d_g1 = r_b1 * gb1;
+        let mut d_rec = d_y * gate;
+        if rectified {
+            if ry <= F::new(0.0) {
+                d_rec = F::new(0.0);
+            }
+        }
+        let d_h0 = d_g0 * g0 * (F::new(1.0) - g0);
+        let d_h1 = d_g1 * g1 * (F::new(1.0) - g1);
+        let mut d_zx = d_y * b1;
+        if zx <= F::new(0.0) {
+            d_zx = F::new(0.0);
+        }
+        let mut d_a_pos = F::new(0.0);
+        if a > F::new(0.0) {
+            d_a_pos = (F::new(0.0) - d_y * rec) / (sqrt_a * F::new(2.0)) + du * y_sq;
+        }
+        let mut d_y_act = du * a_pos * y_act * F::new(2.0);
+        if rectified {
+            if y <= F::new(0.0) {
+                d_y_act = F::new(0.0);
+            }
+        }
+        let base = row * 3 * n;
+        d_from_y[base + j] = d_rec;
+        d_from_y[base + n + j] = d_h0;
+        d_from_y[base + 2 * n + j] = d_h1;
+        d_from_x[base + j] = d_zx;
+        d_from_x[base + n + j] = d_h0;
+        d_from_x[base + 2 * n + j] = d_h1;
+        grads[pos] = gy - d_y + d_y_act;
+        grads[size + pos] = ga - da + d_a_pos;
+        grads[2 * size + pos] = gb0 - r_b0 * gb0 + b0 * da * F::cast_from(sigma2);
+        grads[3 * size + pos] = gb1 - r_b1 * gb1 + z * d_y;
+    }
+}
+
+/// Whether the fused kernels can run on `device`: a wgpu device, with or without autodiff
+/// (the kernels run on the values; [`crate::grad::sequence`] bridges to autodiff).
+pub(crate) fn available(device: &Device) -> bool {
+    let plain = device.clone().inner();
+    matches!(plain.as_dispatch(), DispatchDevice::Cube(d) if d.runtime() == cubecl::RuntimeId::Wgpu)
+}
+
+/// The CubeCL tensor behind a tensor on a wgpu device (its autodiff context dropped).
+fn primitive<const D: usize>(t: Tensor<D>) -> CubeTensor {
+    // `available` was checked where the kernel was chosen; anything else is a bug here.
+    t.inner()
+        .try_into_primitive::<CubeBackend>()
+        .unwrap_or_else(|e| panic!("the fused wgpu kernels take wgpu tensors: {e:?}"))
+}
+
+fn wrap<const D: usize>(t: CubeTensor) -> Tensor<D> {
+    Tensor::from_primitive::<CubeBackend>(t)
+}
+
+/// A fresh contiguous `f32` tensor of `shape` on `like`'s device.
+fn empty<const D: usize>(like: &CubeTensor, shape: [usize; D]) -> CubeTensor {
+    let bytes = shape.iter().product::<usize>() * core::mem::size_of::<f32>();
+    let handle = like.client.empty(bytes);
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        shape.into(),
+        handle,
+        DType::F32,
+    )
+}
+
+/// The launch grid for one thread per element of a `[batch, n]` state.
+fn grid(
+    like: &CubeTensor,
+    elements: usize,
+) -> (cubecl::prelude::CubeCount, cubecl::prelude::CubeDim) {
+    let dim = cubecl::prelude::CubeDim::new(&like.client, elements);
+    (
+        cubecl::calculate_cube_count_elemwise(&like.client, elements, dim),
+        dim,
+    )
+}
+
+/// Block `k` of a `[K, batch, n]` stack, `[batch, n]` (a view).
+fn block(t: &Tensor<3>, k: usize) -> Tensor<2> {
+    let [_, batch, n] = t.dims();
+    t.clone().slice(s![k..k + 1, .., ..]).reshape([batch, n])
+}
+
+/// A sequence run by the fused kernels, recorded for its backward pass.
+#[derive(Debug)]
+pub(crate) struct CubeTape {
+    /// The derived weights without autodiff.
+    cell: PreparedCell,
+    /// `r_y, r_a, r_b0, r_b1` stacked, `[4, n]`.
+    ratios: Tensor<2>,
+    /// Inputs of every step, `[batch, n_in]` each.
+    inputs: Vec<Tensor<2>>,
+    /// The state before every step and after the last, `[5, batch, n]` each.
+    states: Vec<Tensor<3>>,
+    /// The record of every step, `[6, batch, n]` each.
+    records: Vec<Tensor<3>>,
+}
+
+impl CubeTape {
+    /// Runs the steps over `inputs` from `initial` (plain tensors on a wgpu device).
+    pub(crate) fn forward(
+        cell: PreparedCell,
+        initial: OrganicsState,
+        inputs: Vec<Tensor<2>>,
+    ) -> Self {
+        let [batch, n] = initial.y.dims();
+        let w = &cell.w;
+        let ratios = Tensor::cat(
+            vec![w.r_y.clone(), w.r_a.clone(), w.r_b0.clone(), w.r_b1.clone()],
+            0,
+        );
+        let ratios_p = primitive(ratios.clone());
+        let y = primitive(initial.y);
+        let first = empty(&y, [5, batch, n]);
+        let (count, dim) = grid(&y, batch * n);
+        device::initial::launch::<f32>(
+            &y.client,
+            count.clone(),
+            dim,
+            y.clone().into_tensor_arg(),
+            primitive(initial.a).into_tensor_arg(),
+            primitive(initial.b0).into_tensor_arg(),
+            primitive(initial.b1).into_tensor_arg(),
+            first.clone().into_tensor_arg(),
+            cell.rectified,
+        );
+        let mut states = Vec::with_capacity(inputs.len() + 1);
+        let mut records = Vec::with_capacity(inputs.len());
+        let mut state: Tensor<3> = wrap(first);
+        for x in &inputs {
+            let from_x = x.clone().matmul(w.w_x.clone());
+            let from_y = block(&state, 0).matmul(w.w_y.clone());
+            let from_a = block(&state, 1).matmul(w.w_a.clone());
+            let pooled = block(&state, 4).matmul(w.w_norm_t.clone());
+            let next = empty(&y, [5, batch, n]);
+            let record = empty(&y, [6, batch, n]);
+            device::step::launch::<f32>(
+                &y.client,
+                count.clone(),
+                dim,
+                primitive(from_x).into_tensor_arg(),
+                primitive(from_y).into_tensor_arg(),
+                primitive(from_a).into_tensor_arg(),
+                primitive(pooled).into_tensor_arg(),
+                primitive(state.clone()).into_tensor_arg(),
+                ratios_p.clone().into_tensor_arg(),
+                next.clone().into_tensor_arg(),
+                record.clone().into_tensor_arg(),
+                cell.sigma_sq as f32,
+                cell.rectified,
+            );
+            states.push(state);
+            records.push(wrap(record));
+            state = wrap(next);
+        }
+        states.push(state);
+        CubeTape {
+            cell,
+            ratios,
+            inputs,
+            states,
+            records,
+        }
+    }
+
+    /// The state after the last step.
+    pub(crate) fn last(&self) -> OrganicsState {
+        let s = self.states.last().expect("the initial state at least");
+        OrganicsState {
+            y: block(s, 0),
+            a: block(s, 1),
+            b0: block(s, 2),
+            b1: block(s, 3),
+        }
+    }
+
+    /// Backpropagates `grad_y` (the loss gradient with respect to the last `y`) through every
+    /// step: the gradients with respect to the derived weights.
+    pub(crate) fn backward(&self, grad_y: Tensor<2>) -> CellWeights<Tensor<2>> {
+        let c = &self.cell;
+        let [batch, n] = grad_y.dims();
+        let device = grad_y.device();
+        let ratios = primitive(self.ratios.clone());
+        let like = primitive(grad_y.clone());
+        let (count, dim) = grid(&like, batch * n);
+        // `[W_yᵀ | [0; W_aᵀ]]`, `[3n, 2n]`: one product gives the gradients through both.
+        let w_a_t = Tensor::cat(
+            vec![Tensor::zeros([n, n], &device), c.w.w_a.clone().transpose()],
+            0,
+        );
+        let w_back = Tensor::cat(vec![c.w.w_y.clone().transpose(), w_a_t], 1);
+        let w_norm = c.w.w_norm_t.clone().transpose();
+        // The gradients after the last step: ḡ_y given, the others zero.
+        let zeros = Tensor::<2>::zeros([batch, n], &device);
+        let mut g_part = Tensor::stack::<3>(vec![grad_y, zeros.clone(), zeros.clone(), zeros], 0);
+        let mut g_prod = Tensor::<2>::zeros([batch, 2 * n], &device);
+        let ratio_acc = primitive(Tensor::<3>::zeros([4, batch, n], &device));
+        let steps = self.inputs.len();
+        let (mut deltas_y, mut deltas_x, mut deltas_pool) = (
+            Vec::with_capacity(steps),
+            Vec::with_capacity(steps),
+            Vec::with_capacity(steps),
+        );
+        for t in (0..steps).rev() {
+            let d_a = empty(&like, [batch, n]);
+            device::pool_back::launch::<f32>(
+                &like.client,
+                count.clone(),
+                dim,
+                primitive(g_part.clone()).into_tensor_arg(),
+                primitive(g_prod.clone()).into_tensor_arg(),
+                ratios.clone().into_tensor_arg(),
+                d_a.clone().into_tensor_arg(),
+            );
+            let d_a: Tensor<2> = wrap(d_a);
+            let d_u = d_a.clone().matmul(w_norm.clone());
+            let (d_from_y, d_from_x) = (empty(&like, [batch, 3 * n]), empty(&like, [batch, 3 * n]));
+            let grads = empty(&like, [4, batch, n]);
+            device::step_back::launch::<f32>(
+                &like.client,
+                count.clone(),
+                dim,
+                primitive(self.states[t].clone()).into_tensor_arg(),
+                primitive(self.records[t].clone()).into_tensor_arg(),
+                primitive(g_part).into_tensor_arg(),
+                primitive(g_prod).into_tensor_arg(),
+                primitive(d_a.clone()).into_tensor_arg(),
+                primitive(d_u).into_tensor_arg(),
+                ratios.clone().into_tensor_arg(),
+                ratio_acc.clone().into_tensor_arg(),
+                d_from_y.clone().into_tensor_arg(),
+                d_from_x.clone().into_tensor_arg(),
+                grads.clone().into_tensor_arg(),
+                (2.0 * c.sigma_sq) as f32,
+                c.rectified,
+            );
+            let d_from_y: Tensor<2> = wrap(d_from_y);
+            g_prod = d_from_y.clone().matmul(w_back.clone());
+            g_part = wrap(grads);
+            deltas_y.push(d_from_y);
+            deltas_x.push(wrap::<2>(d_from_x));
+            deltas_pool.push(d_a);
+        }
+        // The weight gradients Σ_t stateᵀ δ as one product each over all steps (the deltas
+        // were pushed last step first).
+        let stacked = |mut v: Vec<Tensor<2>>| {
+            v.reverse();
+            Tensor::cat(v, 0)
+        };
+        let before = &self.states[..steps];
+        let states = |k: usize| Tensor::cat(before.iter().map(|s| block(s, k)).collect(), 0);
+        let d_y = stacked(deltas_y);
+        let w_a = states(1)
+            .transpose()
+            .matmul(d_y.clone())
+            .slice(s![.., n..3 * n]);
+        let [r_y, r_a, r_b0, r_b1] = {
+            let acc: Tensor<3> = wrap(ratio_acc);
+            [0, 1, 2, 3].map(|k| block(&acc, k).sum_dim(0))
+        };
+        CellWeights {
+            w_x: Tensor::cat(self.inputs.clone(), 0)
+                .transpose()
+                .matmul(stacked(deltas_x)),
+            w_y: states(0).transpose().matmul(d_y),
+            w_a,
+            w_norm_t: states(4).transpose().matmul(stacked(deltas_pool)),
+            r_y,
+            r_a,
+            r_b0,
+            r_b1,
+        }
+    }
+}
