@@ -196,9 +196,13 @@ struct TrainArgs {
     /// Epochs in total (a resumed run continues up to this many).
     #[arg(long, default_value_t = defaults().epochs)]
     epochs: usize,
-    /// Batch size.
+    /// Batch size (per device).
     #[arg(long, default_value_t = defaults().batch_size)]
     batch_size: usize,
+    /// Devices to train on in parallel, each with a batch of --batch-size per step (GPUs
+    /// 0..N on wgpu; on the CPU backends copies of the CPU, for checks rather than speed).
+    #[arg(long, default_value_t = defaults().devices)]
+    devices: usize,
     /// Hidden units [default: 64 for organics on sequences, 128 for lstm, 50 for mlp].
     #[arg(long)]
     hidden: Option<usize>,
@@ -367,6 +371,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 .with_dataset(a.dataset)
                 .with_epochs(a.epochs)
                 .with_batch_size(a.batch_size)
+                .with_devices(a.devices)
                 .with_hidden(a.hidden)
                 .with_layers(a.layers)
                 .with_learning_rate(a.lr)

@@ -4,6 +4,12 @@
 //! when the Learner moves the loader to its device; a run resumed at epoch k therefore sees
 //! other orders than the uninterrupted run. Here epoch e's order is drawn from a ChaCha8
 //! stream numbered e, so a resumed run sees exactly the batches it would have seen.
+//!
+//! For training on several devices ([`EpochLoader::split_for_devices`]) the loader is cut
+//! into one part per device by batch rather than by item range: part `i` of `N` yields the
+//! batches `i, i + N, i + 2N, …` of the epoch's one order, so the `N` batches that the
+//! devices train on together in step `k` are the epoch's items `[kNB, (k+1)NB)`, exactly one
+//! device's batch `k` at batch size `NB`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -28,6 +34,10 @@ pub struct EpochLoader<B> {
     shuffle: Option<u64>,
     /// The epoch the next pass over the data belongs to (1-based); shared by device copies.
     next_epoch: Arc<AtomicUsize>,
+    /// The devices the loader is split over, and which of them this part feeds (`None`:
+    /// the whole loader, before the split).
+    parts: usize,
+    part: Option<usize>,
 }
 
 impl<B> EpochLoader<B> {
@@ -40,7 +50,17 @@ impl<B> EpochLoader<B> {
             device,
             shuffle: None,
             next_epoch: Arc::new(AtomicUsize::new(1)),
+            parts: 1,
+            part: None,
         }
+    }
+
+    /// The loader is to be split over `parts` devices (by Burn's `split_dataloader`, which
+    /// slices it into equal item ranges): each slice becomes the part of the range's index,
+    /// which yields every `parts`-th batch of the whole epoch, starting at its index.
+    pub fn split_for_devices(mut self, parts: usize) -> Self {
+        self.parts = parts.max(1);
+        self
     }
 
     /// Shuffle each epoch with an order drawn from `(seed, epoch)`.
@@ -74,14 +94,31 @@ impl<B> EpochLoader<B> {
             device,
             shuffle: self.shuffle,
             next_epoch: self.next_epoch.clone(),
+            parts: self.parts,
+            part: self.part,
         }
+    }
+
+    /// The item ranges (into the epoch's order) of this part's batches.
+    fn batches(&self) -> Vec<(usize, usize)> {
+        let len = self.set.len();
+        let (first, every) = self.part.map_or((0, 1), |part| (part, self.parts));
+        (0..len.div_ceil(self.batch_size))
+            .skip(first)
+            .step_by(every)
+            .map(|j| (j * self.batch_size, ((j + 1) * self.batch_size).min(len)))
+            .collect()
     }
 }
 
 struct EpochIter<'a, B, O> {
     loader: &'a EpochLoader<B>,
     order: Vec<usize>,
-    position: usize,
+    batches: Vec<(usize, usize)>,
+    next: usize,
+    /// Items yielded so far, and in all of this part's batches.
+    done: usize,
+    total: usize,
     output: PhantomData<fn() -> O>,
 }
 
@@ -92,15 +129,13 @@ where
     type Item = Result<O, DatasetError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.position >= self.order.len() {
-            return None;
-        }
-        let end = (self.position + self.loader.batch_size).min(self.order.len());
-        let items: Result<Vec<DigitItem>, DatasetError> = self.order[self.position..end]
+        let &(start, end) = self.batches.get(self.next)?;
+        self.next += 1;
+        let items: Result<Vec<DigitItem>, DatasetError> = self.order[start..end]
             .iter()
             .map(|&i| self.loader.set.get(i))
             .collect();
-        self.position = end;
+        self.done += end - start;
         Some(items.map(|items| self.loader.batcher.batch(items, &self.loader.device)))
     }
 }
@@ -110,7 +145,7 @@ where
     B: Batcher<DigitItem, O>,
 {
     fn progress(&self) -> Progress {
-        Progress::new(self.position, self.order.len(), Some("items".to_string()))
+        Progress::new(self.done, self.total, Some("items".to_string()))
     }
 }
 
@@ -121,16 +156,24 @@ where
 {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
         let epoch = self.next_epoch.fetch_add(1, Ordering::SeqCst);
+        let batches = self.batches();
+        let total = batches.iter().map(|(start, end)| end - start).sum();
         Box::new(EpochIter {
             loader: self,
             order: self.order(epoch),
-            position: 0,
+            batches,
+            next: 0,
+            done: 0,
+            total,
             output: PhantomData,
         })
     }
 
     fn num_items(&self) -> usize {
-        self.set.len()
+        match self.part {
+            None => self.set.len(),
+            Some(_) => self.batches().iter().map(|(start, end)| end - start).sum(),
+        }
     }
 
     fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<O>> {
@@ -138,7 +181,18 @@ where
     }
 
     fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<O>> {
-        Arc::new(self.copy(self.set.range(start, end), self.device.clone()))
+        if self.parts == 1 {
+            return Arc::new(self.copy(self.set.range(start, end), self.device.clone()));
+        }
+        // Split for devices: the part whose equal share of the items starts at `start`, over
+        // the whole set, with an epoch counter of its own (each part takes every epoch once).
+        let share = (self.set.len() / self.parts).max(1);
+        let part = (start / share).min(self.parts - 1);
+        Arc::new(EpochLoader {
+            part: Some(part),
+            next_epoch: Arc::new(AtomicUsize::new(self.next_epoch.load(Ordering::SeqCst))),
+            ..self.copy(self.set.clone(), self.device.clone())
+        })
     }
 }
 
@@ -172,5 +226,53 @@ mod tests {
         assert_eq!(b.order(2), a.order(2));
         let unshuffled = EpochLoader::new(set(5), StaticBatcher, 2, Device::flex());
         assert_eq!(unshuffled.order(4), vec![0, 1, 2, 3, 4]);
+    }
+
+    /// The labels of each batch of a pass over `loader`.
+    fn labels(loader: &dyn DataLoader<crate::StaticBatch>) -> Vec<Vec<i64>> {
+        loader
+            .iter()
+            .map(|r| {
+                let t = r.expect("batch").targets;
+                t.into_data()
+                    .convert::<i64>()
+                    .try_to_vec::<i64>()
+                    .expect("i64")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_split_for_devices_deals_the_batches_of_one_order_in_turn() {
+        // Labels 0..23 identify the items; 23 items in batches of 4: 6 batches, the last short.
+        let set =
+            ImageSet::new(vec![0; 23 * 784], (0..23).map(|i| i as u8).collect()).expect("valid");
+        let whole = EpochLoader::new(set.clone(), StaticBatcher, 4, Device::flex())
+            .shuffled(9)
+            .starting_at_epoch(3);
+        let split = EpochLoader::new(set, StaticBatcher, 4, Device::flex())
+            .shuffled(9)
+            .starting_at_epoch(3)
+            .split_for_devices(2);
+        let parts = burn::data::dataloader::split::split_dataloader(
+            Arc::new(split) as Arc<dyn DataLoader<crate::StaticBatch>>,
+            &[Device::flex(), Device::flex()],
+        );
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].num_items() + parts[1].num_items(), 23);
+        for _epoch in 3..5 {
+            let expected = labels(&whole);
+            let (even, odd) = (labels(parts[0].as_ref()), labels(parts[1].as_ref()));
+            assert_eq!(even.len(), 3);
+            assert_eq!(odd.len(), 3);
+            for (k, batch) in expected.iter().enumerate() {
+                let got = if k % 2 == 0 {
+                    &even[k / 2]
+                } else {
+                    &odd[k / 2]
+                };
+                assert_eq!(got, batch, "batch {k}");
+            }
+        }
     }
 }

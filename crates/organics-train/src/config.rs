@@ -40,9 +40,15 @@ pub struct TrainConfig {
     /// Epochs. Default: 10.
     #[config(default = 10)]
     pub epochs: usize,
-    /// Batch size. Default: 256.
+    /// Batch size per device. Default: 256.
     #[config(default = 256)]
     pub batch_size: usize,
+    /// Devices trained on in parallel (burn-train's multi-device strategy): each takes a
+    /// batch of `batch_size` per step, and one optimizer step follows the mean gradient over
+    /// all of them. Copies of the CPU device on flex and ndarray (which split the same cores:
+    /// for checks, not for speed), GPUs 0..N on wgpu. Default: 1.
+    #[config(default = 1)]
+    pub devices: usize,
     /// Learning rate. Default: 0.01 for sequence tasks, 0.001 for static MNIST.
     pub learning_rate: Option<f64>,
     /// The optimizer. Default: Adam, the paper's.
@@ -191,6 +197,9 @@ impl TrainConfig {
             if !bias.is_finite() {
                 return bad(format!("forget bias must be a finite number, got {bias}"));
             }
+        }
+        if self.devices == 0 || self.devices > 64 {
+            return bad(format!("devices must be in 1..=64, got {}", self.devices));
         }
         if self.valid_size == 0 {
             return bad("the validation split must hold at least 1 image".into());

@@ -150,6 +150,37 @@ impl BackendKind {
         self.training_device(true).map(|(device, _)| device)
     }
 
+    /// The `n` devices to train on in parallel: copies of the CPU device on flex and ndarray,
+    /// GPUs `0..n` on wgpu (refused where fewer exist); for `n = 1`,
+    /// [`training_device`](Self::training_device).
+    #[allow(deprecated)]
+    #[cfg_attr(not(feature = "wgpu"), allow(unused_variables))]
+    pub fn training_devices(
+        self,
+        n: usize,
+        allow_software_gpu: bool,
+    ) -> Result<(Vec<Device>, Option<crate::run::gpu::Adapter>), TrainError> {
+        let (first, adapter) = self.training_device(allow_software_gpu)?;
+        if n <= 1 || self.is_cpu() {
+            return Ok((vec![first; n.max(1)], adapter));
+        }
+        #[cfg(feature = "wgpu")]
+        {
+            let gpus = crate::run::gpu::hardware_adapters();
+            if gpus < n {
+                return Err(TrainError::Invalid(format!(
+                    "--devices {n}: this machine has {gpus} GPU adapter(s)"
+                )));
+            }
+            let devices = (0..n)
+                .map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)))
+                .collect();
+            Ok((devices, adapter))
+        }
+        #[cfg(not(feature = "wgpu"))]
+        Ok((vec![first; n], adapter))
+    }
+
     /// The device to train or benchmark on, and on wgpu the adapter it runs on. A software
     /// adapter (llvmpipe, lavapipe: the CPU pretending to be a GPU, many times slower than
     /// `flex`) is refused unless `allow_software_gpu`.

@@ -44,6 +44,11 @@ pub struct SeqOrganics {
     /// How the gradients are computed.
     #[module(skip)]
     pub gradients: GradientPath,
+    /// The factor every gradient is multiplied by before the optimizer sees it: `1/N` when
+    /// `N` devices each train on a batch and Burn sums their gradients, so that a step follows
+    /// the mean over the global batch as on one device ([`HarnessModel::with_grad_scale`]).
+    #[module(skip)]
+    pub grad_scale: f32,
 }
 
 /// Burn's LSTM with a linear readout of the last hidden state (sequence baseline).
@@ -61,6 +66,11 @@ pub struct SeqLstm {
     /// has no separate tensor-op backward).
     #[module(skip)]
     pub gradients: GradientPath,
+    /// The factor every gradient is multiplied by before the optimizer sees it: `1/N` when
+    /// `N` devices each train on a batch and Burn sums their gradients, so that a step follows
+    /// the mean over the global batch as on one device ([`HarnessModel::with_grad_scale`]).
+    #[module(skip)]
+    pub grad_scale: f32,
 }
 
 impl SeqLstm {
@@ -70,6 +80,7 @@ impl SeqLstm {
             lstm: LstmConfig::new(n_in, hidden, true).init(device),
             readout: LinearConfig::new(hidden, classes).init(device),
             gradients: GradientPath::Autodiff,
+            grad_scale: 1.0,
         }
     }
 
@@ -117,6 +128,11 @@ pub struct StaticOrganics {
     /// closed form has no separate tensor-op backward).
     #[module(skip)]
     pub gradients: GradientPath,
+    /// The factor every gradient is multiplied by before the optimizer sees it: `1/N` when
+    /// `N` devices each train on a batch and Burn sums their gradients, so that a step follows
+    /// the mean over the global batch as on one device ([`HarnessModel::with_grad_scale`]).
+    #[module(skip)]
+    pub grad_scale: f32,
 }
 
 impl StaticOrganics {
@@ -125,6 +141,7 @@ impl StaticOrganics {
         StaticOrganics {
             inner,
             gradients: path,
+            grad_scale: 1.0,
         }
     }
 }
@@ -136,6 +153,11 @@ pub struct StaticMlp {
     pub hidden: Linear,
     /// Hidden to classes.
     pub readout: Linear,
+    /// The factor every gradient is multiplied by before the optimizer sees it: `1/N` when
+    /// `N` devices each train on a batch and Burn sums their gradients, so that a step follows
+    /// the mean over the global batch as on one device ([`HarnessModel::with_grad_scale`]).
+    #[module(skip)]
+    pub grad_scale: f32,
 }
 
 impl StaticMlp {
@@ -144,6 +166,7 @@ impl StaticMlp {
         Self {
             hidden: LinearConfig::new(input, hidden).init(device),
             readout: LinearConfig::new(hidden, classes).init(device),
+            grad_scale: 1.0,
         }
     }
 
@@ -174,6 +197,10 @@ pub trait HarnessModel: Module + Clone + core::fmt::Debug + 'static {
     fn effective_gradients(&self) -> GradientPath {
         GradientPath::Autodiff
     }
+    /// The factor applied to every gradient (see the models' `grad_scale`).
+    fn grad_scale(&self) -> f32;
+    /// The same model with its gradients multiplied by `scale`.
+    fn with_grad_scale(self, scale: f32) -> Self;
     /// Parameters that training changes.
     fn num_trainable_params(&self) -> usize {
         self.num_params()
@@ -237,6 +264,30 @@ impl ModuleVisitor for SquaredGradNorm<'_> {
     }
 }
 
+/// Multiplies every parameter gradient in `grads` by `scale`.
+struct ScaleGrads {
+    grads: GradientsParams,
+    scale: f32,
+}
+
+impl ModuleVisitor for ScaleGrads {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register::<D>(param.id, g.mul_scalar(self.scale));
+        }
+    }
+}
+
+/// `grads` times `scale` (unchanged for a scale of 1).
+fn scale_grads<M: Module>(model: &M, grads: GradientsParams, scale: f32) -> GradientsParams {
+    if scale == 1.0 {
+        return grads;
+    }
+    let mut visitor = ScaleGrads { grads, scale };
+    model.visit(&mut visitor);
+    visitor.grads
+}
+
 /// The global L2 norm of the gradients, the quantity gradient clipping would act on.
 pub fn grad_norm<M: Module>(model: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
     let mut visitor = SquaredGradNorm { grads, total: None };
@@ -269,6 +320,12 @@ impl ModuleVisitor for MoveGrads<'_> {
 }
 
 impl HarnessModel for SeqOrganics {
+    fn grad_scale(&self) -> f32 {
+        self.grad_scale
+    }
+    fn with_grad_scale(self, grad_scale: f32) -> Self {
+        Self { grad_scale, ..self }
+    }
     type Batch = SequenceBatch;
     fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
         classification(self.inner.forward(b.inputs), b.targets)
@@ -303,6 +360,12 @@ impl HarnessModel for SeqOrganics {
 }
 
 impl HarnessModel for SeqLstm {
+    fn grad_scale(&self) -> f32 {
+        self.grad_scale
+    }
+    fn with_grad_scale(self, grad_scale: f32) -> Self {
+        Self { grad_scale, ..self }
+    }
     type Batch = SequenceBatch;
     fn classify(&self, b: SequenceBatch) -> ClassificationOutput {
         classification(self.forward(b.inputs), b.targets)
@@ -371,6 +434,12 @@ fn through_readout<M: Module, R: Module, E>(
 }
 
 impl HarnessModel for StaticOrganics {
+    fn grad_scale(&self) -> f32 {
+        self.grad_scale
+    }
+    fn with_grad_scale(self, grad_scale: f32) -> Self {
+        Self { grad_scale, ..self }
+    }
     type Batch = StaticBatch;
     fn classify(&self, b: StaticBatch) -> ClassificationOutput {
         let loss = self.inner.loss(b.images, b.targets.clone());
@@ -435,6 +504,12 @@ impl HarnessModel for StaticOrganics {
 }
 
 impl HarnessModel for StaticMlp {
+    fn grad_scale(&self) -> f32 {
+        self.grad_scale
+    }
+    fn with_grad_scale(self, grad_scale: f32) -> Self {
+        Self { grad_scale, ..self }
+    }
     type Batch = StaticBatch;
     fn classify(&self, b: StaticBatch) -> ClassificationOutput {
         classification(self.forward(b.images), b.targets)
@@ -448,9 +523,10 @@ macro_rules! steps {
             type Output = StepOutput;
             fn step(&self, batch: Self::Input) -> TrainOutput<StepOutput> {
                 let (item, grads) = self.loss_and_grads(batch);
+                // The norm of this batch's own gradient, before any scaling.
                 let grad_norm = grad_norm(self, &grads);
                 TrainOutput {
-                    grads,
+                    grads: scale_grads(self, grads, self.grad_scale()),
                     item: StepOutput::train(item, grad_norm),
                 }
             }

@@ -105,5 +105,6 @@ pub fn seq_organics(config: &TrainConfig, device: &Device) -> SeqOrganics {
     SeqOrganics {
         inner: seq_config(config).init(device),
         gradients: GradientPath::for_backend(config.backend),
+        grad_scale: 1.0,
     }
 }

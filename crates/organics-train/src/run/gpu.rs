@@ -71,6 +71,32 @@ pub fn default_adapter() -> Option<Adapter> {
     software_only
 }
 
+/// The number of discrete GPUs wgpu sees through the graphics API that sees the most (the
+/// devices `--devices` trains on are cubecl's `DiscreteGpu(0..n)`).
+#[cfg(feature = "wgpu")]
+pub fn hardware_adapters() -> usize {
+    use wgpu::{Backend, DeviceType};
+    let chain: &[Backend] = if cfg!(target_os = "macos") {
+        &[Backend::Metal]
+    } else {
+        &[Backend::Vulkan, Backend::Dx12, Backend::Gl]
+    };
+    chain
+        .iter()
+        .map(|&api| {
+            let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+                backends: api.into(),
+                ..wgpu::InstanceDescriptor::new_without_display_handle()
+            });
+            futures_lite::future::block_on(instance.enumerate_adapters(api.into()))
+                .iter()
+                .filter(|a| a.get_info().device_type == DeviceType::DiscreteGpu)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Without the wgpu feature there is no adapter.
 #[cfg(not(feature = "wgpu"))]
 pub fn default_adapter() -> Option<Adapter> {

@@ -18,7 +18,7 @@ use burn::train::checkpoint::{
 };
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
-use burn::train::{Interrupter, Learner, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
 use organics_data::{
     DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
 };
@@ -260,7 +260,10 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
     // Held until training returns: a second writer is refused, and the folder is known to be
     // writable before anything else is done.
     let _lock = RunLock::acquire(&opts.artifact_dir)?;
-    let (device, adapter) = config.backend.training_device(opts.allow_software_gpu)?;
+    let (devices, adapter) = config
+        .backend
+        .training_devices(config.devices, opts.allow_software_gpu)?;
+    let device = devices[0].clone();
     if let Some(adapter) = &adapter {
         eprintln!("wgpu adapter: {adapter}");
     }
@@ -282,6 +285,7 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
             opts,
             data,
             resume,
+            devices,
         },
     )?;
     if let Some(adapter) = adapter {
@@ -316,6 +320,8 @@ struct Fit<'a> {
     opts: &'a RunOptions,
     data: RunData,
     resume: bool,
+    /// The devices to train on; the model lives on the first.
+    devices: Vec<Device>,
 }
 
 impl ModelJob for Fit<'_> {
@@ -329,6 +335,7 @@ impl ModelJob for Fit<'_> {
             self.opts,
             self.data,
             self.resume,
+            self.devices,
         )
     }
 }
@@ -340,8 +347,13 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     opts: &RunOptions,
     data: RunData,
     resume: bool,
+    devices: Vec<Device>,
 ) -> Result<RunResults, TrainError> {
     let start = Instant::now();
+    // Burn sums the gradients of the devices' batches: scaled by 1/N, a step follows the
+    // mean over the global batch, as one device with N times the batch would.
+    let parts = devices.len().max(1);
+    let model = model.with_grad_scale(1.0 / parts as f32);
     let dir = &opts.artifact_dir;
     let device = model
         .devices()
@@ -352,6 +364,8 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     let has_probe = model.has_stability_probe();
     let train_samples = data.train.len();
     let iterations_per_epoch = train_samples.div_ceil(config.batch_size);
+    // The learning rate steps once per optimizer step: once per N batches.
+    let steps_per_epoch = iterations_per_epoch.div_ceil(parts);
     let valid_iterations = data.valid.len().div_ceil(config.batch_size);
     let checkpoints = dir.join(files::CHECKPOINTS);
 
@@ -378,7 +392,8 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
             device.clone(),
         )
         .shuffled(config.seed)
-        .starting_at_epoch(first_epoch),
+        .starting_at_epoch(first_epoch)
+        .split_for_devices(parts),
     );
     let valid_loader: Arc<dyn DataLoader<<M as HarnessModel>::Batch>> = Arc::new(EpochLoader::new(
         data.valid.clone(),
@@ -388,7 +403,7 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     ));
 
     let scheduler =
-        StepLrSchedulerConfig::new(config.lr(), config.lr_step_epochs * iterations_per_epoch)
+        StepLrSchedulerConfig::new(config.lr(), config.lr_step_epochs * steps_per_epoch)
             .with_gamma(config.lr_gamma)
             .init()
             .map_err(|e| TrainError::Invalid(format!("learning-rate schedule: {e}")))?;
@@ -463,6 +478,11 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     }
     if let Some(epoch) = resume_from {
         training = training.checkpoint(epoch);
+    }
+    if parts > 1 {
+        training = training.with_training_strategy(
+            ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice).into(),
+        );
     }
     let result = training.launch(Learner::new(model, optimizer, scheduler));
 

@@ -6,6 +6,7 @@
 mod analysis;
 mod common;
 mod compat;
+mod devices;
 mod end_to_end;
 mod faults;
 mod properties;
