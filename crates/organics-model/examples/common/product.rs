@@ -1,4 +1,5 @@
-//! The one `gemm` call the product examples time.
+//! The matrix products the product examples time: `gemm` (what the kernels call) and
+//! `faer`'s matmul on the same operands, for comparison.
 
 /// `c = a · b` for row-major `a` `[m, k]` (or `aᵀ` when `ta`) and `b` `[k, n]` (or `bᵀ`).
 #[allow(clippy::too_many_arguments)]
@@ -39,4 +40,31 @@ pub fn product(
             gemm::Parallelism::None,
         );
     }
+}
+
+/// [`product`] through `faer`'s matmul (sequential, as each kernel shard runs).
+#[allow(clippy::too_many_arguments, dead_code)]
+pub fn product_faer(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+) {
+    use faer::{Accum, MatMut, MatRef, Par};
+    let lhs = if ta {
+        MatRef::from_row_major_slice(&a[..k * m], k, m).transpose()
+    } else {
+        MatRef::from_row_major_slice(&a[..m * k], m, k)
+    };
+    let rhs = if tb {
+        MatRef::from_row_major_slice(&b[..n * k], n, k).transpose()
+    } else {
+        MatRef::from_row_major_slice(&b[..k * n], k, n)
+    };
+    let dst = MatMut::from_row_major_slice_mut(&mut c[..m * n], m, n);
+    faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
 }

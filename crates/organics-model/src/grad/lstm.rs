@@ -225,6 +225,8 @@ mod tests {
         // One shard per core and several chunks of steps, a batch that leaves a short shard.
         check(5, 40, 1, 7, 1.0);
         check(3, 9, 3, 4, 4.0);
+        // A whole pixel sequence: gradients through 784 steps of the cell state.
+        check(2, 784, 1, 8, 1.0);
     }
 
     #[test]
