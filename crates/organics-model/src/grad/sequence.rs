@@ -135,7 +135,7 @@ impl OrganicsRnn {
 
     #[cfg(feature = "wgpu")]
     fn record_cube(&self, input: Tensor<3>) -> RecordedSequence {
-        let [batch, _, n_in] = input.dims();
+        let [batch, _, _] = input.dims();
         let tracked = self.cell.prepare();
         let cell = tracked.without_autodiff();
         let initial = self.initial_state(batch);
@@ -145,12 +145,7 @@ impl OrganicsRnn {
             b0: initial.b0.inner(),
             b1: initial.b1.inner(),
         };
-        let inputs = input
-            .inner()
-            .iter_dim(1)
-            .map(|x| x.reshape([batch, n_in]))
-            .collect();
-        let tape = crate::kernels::cube::CubeTape::forward(cell, initial, inputs);
+        let tape = crate::kernels::cube::CubeTape::forward(cell, initial, input.inner());
         RecordedSequence {
             tracked,
             last: tape.last(),

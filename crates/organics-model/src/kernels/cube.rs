@@ -3,17 +3,20 @@
 //!
 //! Burn's tensor ops run every element-wise op of [`crate::cell`]'s step and of its
 //! hand-derived backward pass ([`crate::grad::sequence`]) as a kernel of its own: dozens of
-//! launches per time step, 784 steps per sequence. Here a step forward is its four products
-//! (left to Burn's matmul) and one kernel; back, one kernel for the pool's delta, its
+//! launches per time step, 784 steps per sequence. Here every step's input product is one
+//! product over the whole sequence before the first step; a step forward is then its three
+//! products (left to Burn's matmul) and one kernel; back, one kernel for the pool's delta, its
 //! product, one kernel for everything else and one product for the deltas through `W_y` and
 //! `W_a` together. The kernels compute the expressions of the tensor-op path in the same
 //! order, so the two agree to rounding (tests on wgpu check both against autodiff).
 //!
-//! The kernels take plain (non-autodiff) `f32` tensors on a wgpu device and write fresh
-//! contiguous outputs. A step's state lives in one `[5, batch, n]` stack (`y, a, b0, b1` and
-//! the pool's input `u = ⌊y⌋²⌊a⌋` of that state) and its record in one `[6, batch, n]`
-//! stack (`zx, ry, g0, g1, dy, da`), which keeps the bindings per kernel few (some GPUs allow
-//! no more than 31 storage buffers per kernel) and needs no copies between the steps.
+//! The kernels take plain (non-autodiff) `f32` tensors on a wgpu device. The states of the
+//! whole sequence live in one `[T + 1, 5, batch, n]` buffer (`y, a, b0, b1` and the pool's
+//! input `u = ⌊y⌋²⌊a⌋` of each state), the records in one `[T, 6, batch, n]` buffer (`zx, ry,
+//! g0, g1, dy, da`) and the backward pass's deltas in `[T·batch, ·]` buffers, each kernel
+//! addressing its step's slot: no copies between the steps, each weight gradient one product
+//! at the end, and few bindings per kernel (some GPUs allow no more than 31 storage buffers
+//! per kernel).
 
 use burn::backend::DispatchDevice;
 use burn::backend::wgpu::{CubeBackend, CubeTensor};
@@ -68,33 +71,36 @@ mod device {
         y_act * y_act * relu::<F>(a)
     }
 
-    /// A first state `[5, B, n]` from `y, a, b0, b1` (`[B, n]` each, any strides).
+    /// The first state, slot 0 of `states` (`[T + 1, 5, B, n]`), from `y, a, b0, b1`
+    /// (`[B, n]` each, any strides).
     #[cube(launch)]
     pub fn initial<F: Float>(
         y: &Tensor<F>,
         a: &Tensor<F>,
         b0: &Tensor<F>,
         b1: &Tensor<F>,
-        state: &mut Tensor<F>,
+        states: &mut Tensor<F>,
         #[comptime] rectified: bool,
     ) {
         let pos = ABSOLUTE_POS;
-        let n = state.shape(2);
-        let size = state.shape(1) * n;
+        let n = y.shape(1);
+        let size = y.shape(0) * n;
         if pos >= size {
             terminate!();
         }
         let (row, j) = (pos / n, pos % n);
         let (yv, av) = (at::<F>(y, row, j), at::<F>(a, row, j));
-        state[pos] = yv;
-        state[size + pos] = av;
-        state[2 * size + pos] = at::<F>(b0, row, j);
-        state[3 * size + pos] = at::<F>(b1, row, j);
-        state[4 * size + pos] = pool_of::<F>(yv, av, rectified);
+        states[pos] = yv;
+        states[size + pos] = av;
+        states[2 * size + pos] = at::<F>(b0, row, j);
+        states[3 * size + pos] = at::<F>(b1, row, j);
+        states[4 * size + pos] = pool_of::<F>(yv, av, rectified);
     }
 
-    /// One Euler step after its products (`crate::cell`'s equations): `next` = the state
-    /// after it, `record` = what the backward pass needs.
+    /// Euler step `t` after its products (`crate::cell`'s equations): reads slot `t` of
+    /// `states` (`[T + 1, 5, B, n]`: y, a, b0, b1, u) and row block `t` of `from_x`
+    /// (`[T·B, 3n]`), writes slot `t + 1` of `states` and slot `t` of `records`
+    /// (`[T, 6, B, n]`: zx, ry, g0, g1, dy, da).
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
     pub fn step<F: Float>(
@@ -102,33 +108,37 @@ mod device {
         from_y: &Tensor<F>,
         from_a: &Tensor<F>,
         pooled: &Tensor<F>,
-        state: &Tensor<F>,
         ratios: &Tensor<F>,
-        next: &mut Tensor<F>,
-        record: &mut Tensor<F>,
+        states: &mut Tensor<F>,
+        records: &mut Tensor<F>,
+        t: u32,
         sigma_sq: f32,
         #[comptime] rectified: bool,
     ) {
         let pos = ABSOLUTE_POS;
-        let n = next.shape(2);
-        let size = next.shape(1) * n;
+        let n = from_y.shape(1) / 3;
+        let batch = from_y.shape(0);
+        let size = batch * n;
         if pos >= size {
             terminate!();
         }
+        let t = t as usize;
         let (row, j) = (pos / n, pos % n);
-        let zx = at::<F>(from_x, row, j);
+        let x_row = t * batch + row;
+        let zx = at::<F>(from_x, x_row, j);
         let ry = at::<F>(from_y, row, j);
         let h0 =
-            at::<F>(from_x, row, n + j) + at::<F>(from_y, row, n + j) + at::<F>(from_a, row, j);
-        let h1 = at::<F>(from_x, row, 2 * n + j)
+            at::<F>(from_x, x_row, n + j) + at::<F>(from_y, row, n + j) + at::<F>(from_a, row, j);
+        let h1 = at::<F>(from_x, x_row, 2 * n + j)
             + at::<F>(from_y, row, 2 * n + j)
             + at::<F>(from_a, row, n + j);
         let g0 = sigmoid::<F>(h0);
         let g1 = sigmoid::<F>(h1);
-        let y = at3::<F>(state, 0, row, j);
-        let a = at3::<F>(state, 1, row, j);
-        let b0 = at3::<F>(state, 2, row, j);
-        let b1 = at3::<F>(state, 3, row, j);
+        let now = t * 5 * size + pos;
+        let y = states[now];
+        let a = states[now + size];
+        let b0 = states[now + 2 * size];
+        let b1 = states[now + 3 * size];
         let z = relu::<F>(zx);
         let mut rec = ry;
         if rectified {
@@ -139,49 +149,55 @@ mod device {
         let da = b0 * b0 * F::cast_from(sigma_sq) + at::<F>(pooled, row, j) - a;
         let y2 = y + at::<F>(ratios, 0, j) * dy;
         let a2 = a + at::<F>(ratios, 1, j) * da;
-        next[pos] = y2;
-        next[size + pos] = a2;
-        next[2 * size + pos] = b0 + at::<F>(ratios, 2, j) * (g0 - b0);
-        next[3 * size + pos] = b1 + at::<F>(ratios, 3, j) * (g1 - b1);
-        next[4 * size + pos] = pool_of::<F>(y2, a2, rectified);
-        record[pos] = zx;
-        record[size + pos] = ry;
-        record[2 * size + pos] = g0;
-        record[3 * size + pos] = g1;
-        record[4 * size + pos] = dy;
-        record[5 * size + pos] = da;
+        let next = now + 5 * size;
+        states[next] = y2;
+        states[next + size] = a2;
+        states[next + 2 * size] = b0 + at::<F>(ratios, 2, j) * (g0 - b0);
+        states[next + 3 * size] = b1 + at::<F>(ratios, 3, j) * (g1 - b1);
+        states[next + 4 * size] = pool_of::<F>(y2, a2, rectified);
+        let rec_at = t * 6 * size + pos;
+        records[rec_at] = zx;
+        records[rec_at + size] = ry;
+        records[rec_at + 2 * size] = g0;
+        records[rec_at + 3 * size] = g1;
+        records[rec_at + 4 * size] = dy;
+        records[rec_at + 5 * size] = da;
     }
 
-    /// The pool's output delta `δa = r_a ⊙ ḡ_a'`, with `ḡ_a'` = `g_part[1] + g_prod[:, n..]`.
+    /// Going back through step `t`, before its products: the pool's output delta
+    /// `δa = r_a ⊙ ḡ_a'` (with `ḡ_a'` = `g_part[1] + g_prod[:, n..]`) into row block `t` of
+    /// `d_a` (`[T·B, n]`).
     #[cube(launch)]
     pub fn pool_back<F: Float>(
         g_part: &Tensor<F>,
         g_prod: &Tensor<F>,
         ratios: &Tensor<F>,
         d_a: &mut Tensor<F>,
+        t: u32,
     ) {
         let pos = ABSOLUTE_POS;
-        let n = d_a.shape(1);
-        if pos >= d_a.shape(0) * n {
+        let n = g_part.shape(2);
+        let size = g_part.shape(1) * n;
+        if pos >= size {
             terminate!();
         }
         let (row, j) = (pos / n, pos % n);
         let ga = at3::<F>(g_part, 1, row, j) + at::<F>(g_prod, row, n + j);
-        d_a[pos] = at::<F>(ratios, 1, j) * ga;
+        d_a[t as usize * size + pos] = at::<F>(ratios, 1, j) * ga;
     }
 
-    /// Going back through a step, the element-wise rest (`crate::grad::sequence`'s
+    /// Going back through step `t`, the element-wise rest (`crate::grad::sequence`'s
     /// equations). The gradients with respect to the state after the step are
-    /// `g_part + [g_prod, 0, 0]` (`g_prod` = `[ḡ_y from the products | ḡ_a from the
-    /// products]`, `[B, 2n]`); writes the products' deltas `d_from_y = [δrec, δh0, δh1]` and
-    /// `d_from_x = [δzx, δh0, δh1]` (`[B, 3n]` each), the state gradients before the step
-    /// without their products `grads` (`[4, B, n]`), and adds `Δ ⊙ ḡ'` of the four step
+    /// `g_part + [g_prod, 0, 0]` (`g_prod` = `[ḡ_y | ḡ_a]` from the products, `[B, 2n]`);
+    /// writes row block `t` of the products' deltas `d_from_y = [δrec, δh0, δh1]` and
+    /// `d_from_x = [δzx, δh0, δh1]` (`[T·B, 3n]` each), the state gradients before the step
+    /// without their products into `grads` (`[4, B, n]`), and adds `Δ ⊙ ḡ'` of the four step
     /// ratios into `ratio_acc` (`[4, B, n]`).
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
     pub fn step_back<F: Float>(
-        state: &Tensor<F>,
-        record: &Tensor<F>,
+        states: &Tensor<F>,
+        records: &Tensor<F>,
         g_part: &Tensor<F>,
         g_prod: &Tensor<F>,
         d_a: &Tensor<F>,
@@ -191,31 +207,36 @@ mod device {
         d_from_y: &mut Tensor<F>,
         d_from_x: &mut Tensor<F>,
         grads: &mut Tensor<F>,
+        t: u32,
         sigma2: f32,
         #[comptime] rectified: bool,
     ) {
         let pos = ABSOLUTE_POS;
         let n = d_u.shape(1);
-        let size = d_u.shape(0) * n;
+        let batch = d_u.shape(0);
+        let size = batch * n;
         if pos >= size {
             terminate!();
         }
+        let t = t as usize;
         let (row, j) = (pos / n, pos % n);
-        let y = at3::<F>(state, 0, row, j);
-        let a = at3::<F>(state, 1, row, j);
-        let b0 = at3::<F>(state, 2, row, j);
-        let b1 = at3::<F>(state, 3, row, j);
-        let zx = at3::<F>(record, 0, row, j);
-        let ry = at3::<F>(record, 1, row, j);
-        let g0 = at3::<F>(record, 2, row, j);
-        let g1 = at3::<F>(record, 3, row, j);
-        let dy_s = at3::<F>(record, 4, row, j);
-        let da_s = at3::<F>(record, 5, row, j);
+        let now = t * 5 * size + pos;
+        let y = states[now];
+        let a = states[now + size];
+        let b0 = states[now + 2 * size];
+        let b1 = states[now + 3 * size];
+        let rec_at = t * 6 * size + pos;
+        let zx = records[rec_at];
+        let ry = records[rec_at + size];
+        let g0 = records[rec_at + 2 * size];
+        let g1 = records[rec_at + 3 * size];
+        let dy_s = records[rec_at + 4 * size];
+        let da_s = records[rec_at + 5 * size];
         let gy = at3::<F>(g_part, 0, row, j) + at::<F>(g_prod, row, j);
         let ga = at3::<F>(g_part, 1, row, j) + at::<F>(g_prod, row, n + j);
         let gb0 = at3::<F>(g_part, 2, row, j);
         let gb1 = at3::<F>(g_part, 3, row, j);
-        let da = at::<F>(d_a, row, j);
+        let da = d_a[t * size + pos];
         let du = at::<F>(d_u, row, j);
         let r_y = at::<F>(ratios, 0, j);
         let r_b0 = at::<F>(ratios, 2, j);
@@ -265,7 +286,7 @@ mod device {
                 d_y_act = F::new(0.0);
             }
         }
-        let base = row * 3 * n;
+        let base = (t * batch + row) * 3 * n;
         d_from_y[base + j] = d_rec;
         d_from_y[base + n + j] = d_h0;
         d_from_y[base + 2 * n + j] = d_h1;
@@ -323,10 +344,26 @@ fn grid(
     )
 }
 
-/// Block `k` of a `[K, batch, n]` stack, `[batch, n]` (a view).
-fn block(t: &Tensor<3>, k: usize) -> Tensor<2> {
-    let [_, batch, n] = t.dims();
-    t.clone().slice(s![k..k + 1, .., ..]).reshape([batch, n])
+/// Rows `t·rows..(t + 1)·rows` of a `[T·rows, width]` tensor (a view where the offset is
+/// aligned for the device, else a copy).
+fn rows(all: &Tensor<2>, t: usize, rows: usize) -> Tensor<2> {
+    all.clone().slice(s![t * rows..(t + 1) * rows, ..])
+}
+
+/// Block `k` of slot `t` of a `[T, K, batch, n]` stack, `[batch, n]`.
+fn block(all: &Tensor<4>, t: usize, k: usize) -> Tensor<2> {
+    let [_, _, batch, n] = all.dims();
+    all.clone()
+        .slice(s![t..t + 1, k..k + 1, .., ..])
+        .reshape([batch, n])
+}
+
+/// Block `k` of the first `steps` slots of a `[T, K, batch, n]` stack, `[steps·batch, n]`.
+fn blocks(all: &Tensor<4>, steps: usize, k: usize) -> Tensor<2> {
+    let [_, _, batch, n] = all.dims();
+    all.clone()
+        .slice(s![0..steps, k..k + 1, .., ..])
+        .reshape([steps * batch, n])
 }
 
 /// A sequence run by the fused kernels, recorded for its backward pass.
@@ -336,30 +373,32 @@ pub(crate) struct CubeTape {
     cell: PreparedCell,
     /// `r_y, r_a, r_b0, r_b1` stacked, `[4, n]`.
     ratios: Tensor<2>,
-    /// Inputs of every step, `[batch, n_in]` each.
-    inputs: Vec<Tensor<2>>,
-    /// The state before every step and after the last, `[5, batch, n]` each.
-    states: Vec<Tensor<3>>,
-    /// The record of every step, `[6, batch, n]` each.
-    records: Vec<Tensor<3>>,
+    /// The inputs, time-major, `[T·batch, n_in]`.
+    inputs: Tensor<2>,
+    /// The state before every step and after the last, `[T + 1, 5, batch, n]`.
+    states: Tensor<4>,
+    /// The record of every step, `[T, 6, batch, n]`.
+    records: Tensor<4>,
 }
 
 impl CubeTape {
-    /// Runs the steps over `inputs` from `initial` (plain tensors on a wgpu device).
-    pub(crate) fn forward(
-        cell: PreparedCell,
-        initial: OrganicsState,
-        inputs: Vec<Tensor<2>>,
-    ) -> Self {
-        let [batch, n] = initial.y.dims();
+    /// Runs the steps over `input` (`[batch, T, n_in]`) from `initial` (plain tensors on a
+    /// wgpu device).
+    pub(crate) fn forward(cell: PreparedCell, initial: OrganicsState, input: Tensor<3>) -> Self {
+        let [batch, steps, n_in] = input.dims();
+        let n = initial.y.dims()[1];
         let w = &cell.w;
         let ratios = Tensor::cat(
             vec![w.r_y.clone(), w.r_a.clone(), w.r_b0.clone(), w.r_b1.clone()],
             0,
         );
         let ratios_p = primitive(ratios.clone());
+        // Every step's input product at once: `[T·batch, 3n]`.
+        let inputs = input.swap_dims(0, 1).reshape([steps * batch, n_in]);
+        let from_x = primitive(inputs.clone().matmul(w.w_x.clone()));
         let y = primitive(initial.y);
-        let first = empty(&y, [5, batch, n]);
+        let states = empty(&y, [steps + 1, 5, batch, n]);
+        let records = empty(&y, [steps.max(1), 6, batch, n]);
         let (count, dim) = grid(&y, batch * n);
         device::initial::launch::<f32>(
             &y.client,
@@ -369,56 +408,47 @@ impl CubeTape {
             primitive(initial.a).into_tensor_arg(),
             primitive(initial.b0).into_tensor_arg(),
             primitive(initial.b1).into_tensor_arg(),
-            first.clone().into_tensor_arg(),
+            states.clone().into_tensor_arg(),
             cell.rectified,
         );
-        let mut states = Vec::with_capacity(inputs.len() + 1);
-        let mut records = Vec::with_capacity(inputs.len());
-        let mut state: Tensor<3> = wrap(first);
-        for x in &inputs {
-            let from_x = x.clone().matmul(w.w_x.clone());
-            let from_y = block(&state, 0).matmul(w.w_y.clone());
-            let from_a = block(&state, 1).matmul(w.w_a.clone());
-            let pooled = block(&state, 4).matmul(w.w_norm_t.clone());
-            let next = empty(&y, [5, batch, n]);
-            let record = empty(&y, [6, batch, n]);
+        let states_t: Tensor<4> = wrap(states.clone());
+        for t in 0..steps {
+            let from_y = block(&states_t, t, 0).matmul(w.w_y.clone());
+            let from_a = block(&states_t, t, 1).matmul(w.w_a.clone());
+            let pooled = block(&states_t, t, 4).matmul(w.w_norm_t.clone());
             device::step::launch::<f32>(
                 &y.client,
                 count.clone(),
                 dim,
-                primitive(from_x).into_tensor_arg(),
+                from_x.clone().into_tensor_arg(),
                 primitive(from_y).into_tensor_arg(),
                 primitive(from_a).into_tensor_arg(),
                 primitive(pooled).into_tensor_arg(),
-                primitive(state.clone()).into_tensor_arg(),
                 ratios_p.clone().into_tensor_arg(),
-                next.clone().into_tensor_arg(),
-                record.clone().into_tensor_arg(),
+                states.clone().into_tensor_arg(),
+                records.clone().into_tensor_arg(),
+                t as u32,
                 cell.sigma_sq as f32,
                 cell.rectified,
             );
-            states.push(state);
-            records.push(wrap(record));
-            state = wrap(next);
         }
-        states.push(state);
         CubeTape {
             cell,
             ratios,
             inputs,
-            states,
-            records,
+            states: states_t,
+            records: wrap(records),
         }
     }
 
     /// The state after the last step.
     pub(crate) fn last(&self) -> OrganicsState {
-        let s = self.states.last().expect("the initial state at least");
+        let t = self.states.dims()[0] - 1;
         OrganicsState {
-            y: block(s, 0),
-            a: block(s, 1),
-            b0: block(s, 2),
-            b1: block(s, 3),
+            y: block(&self.states, t, 0),
+            a: block(&self.states, t, 1),
+            b0: block(&self.states, t, 2),
+            b1: block(&self.states, t, 3),
         }
     }
 
@@ -427,6 +457,7 @@ impl CubeTape {
     pub(crate) fn backward(&self, grad_y: Tensor<2>) -> CellWeights<Tensor<2>> {
         let c = &self.cell;
         let [batch, n] = grad_y.dims();
+        let steps = self.states.dims()[0] - 1;
         let device = grad_y.device();
         let ratios = primitive(self.ratios.clone());
         let like = primitive(grad_y.clone());
@@ -443,14 +474,16 @@ impl CubeTape {
         let mut g_part = Tensor::stack::<3>(vec![grad_y, zeros.clone(), zeros.clone(), zeros], 0);
         let mut g_prod = Tensor::<2>::zeros([batch, 2 * n], &device);
         let ratio_acc = primitive(Tensor::<3>::zeros([4, batch, n], &device));
-        let steps = self.inputs.len();
-        let (mut deltas_y, mut deltas_x, mut deltas_pool) = (
-            Vec::with_capacity(steps),
-            Vec::with_capacity(steps),
-            Vec::with_capacity(steps),
+        let d_a = empty(&like, [steps * batch, n]);
+        let d_from_y = empty(&like, [steps * batch, 3 * n]);
+        let d_from_x = empty(&like, [steps * batch, 3 * n]);
+        let (d_a_t, d_from_y_t): (Tensor<2>, Tensor<2>) =
+            (wrap(d_a.clone()), wrap(d_from_y.clone()));
+        let (states, records) = (
+            primitive(self.states.clone()),
+            primitive(self.records.clone()),
         );
         for t in (0..steps).rev() {
-            let d_a = empty(&like, [batch, n]);
             device::pool_back::launch::<f32>(
                 &like.client,
                 count.clone(),
@@ -459,60 +492,47 @@ impl CubeTape {
                 primitive(g_prod.clone()).into_tensor_arg(),
                 ratios.clone().into_tensor_arg(),
                 d_a.clone().into_tensor_arg(),
+                t as u32,
             );
-            let d_a: Tensor<2> = wrap(d_a);
-            let d_u = d_a.clone().matmul(w_norm.clone());
-            let (d_from_y, d_from_x) = (empty(&like, [batch, 3 * n]), empty(&like, [batch, 3 * n]));
+            let d_u = rows(&d_a_t, t, batch).matmul(w_norm.clone());
             let grads = empty(&like, [4, batch, n]);
             device::step_back::launch::<f32>(
                 &like.client,
                 count.clone(),
                 dim,
-                primitive(self.states[t].clone()).into_tensor_arg(),
-                primitive(self.records[t].clone()).into_tensor_arg(),
+                states.clone().into_tensor_arg(),
+                records.clone().into_tensor_arg(),
                 primitive(g_part).into_tensor_arg(),
                 primitive(g_prod).into_tensor_arg(),
-                primitive(d_a.clone()).into_tensor_arg(),
+                d_a.clone().into_tensor_arg(),
                 primitive(d_u).into_tensor_arg(),
                 ratios.clone().into_tensor_arg(),
                 ratio_acc.clone().into_tensor_arg(),
                 d_from_y.clone().into_tensor_arg(),
                 d_from_x.clone().into_tensor_arg(),
                 grads.clone().into_tensor_arg(),
+                t as u32,
                 (2.0 * c.sigma_sq) as f32,
                 c.rectified,
             );
-            let d_from_y: Tensor<2> = wrap(d_from_y);
-            g_prod = d_from_y.clone().matmul(w_back.clone());
+            g_prod = rows(&d_from_y_t, t, batch).matmul(w_back.clone());
             g_part = wrap(grads);
-            deltas_y.push(d_from_y);
-            deltas_x.push(wrap::<2>(d_from_x));
-            deltas_pool.push(d_a);
         }
-        // The weight gradients Σ_t stateᵀ δ as one product each over all steps (the deltas
-        // were pushed last step first).
-        let stacked = |mut v: Vec<Tensor<2>>| {
-            v.reverse();
-            Tensor::cat(v, 0)
-        };
-        let before = &self.states[..steps];
-        let states = |k: usize| Tensor::cat(before.iter().map(|s| block(s, k)).collect(), 0);
-        let d_y = stacked(deltas_y);
-        let w_a = states(1)
-            .transpose()
-            .matmul(d_y.clone())
-            .slice(s![.., n..3 * n]);
-        let [r_y, r_a, r_b0, r_b1] = {
-            let acc: Tensor<3> = wrap(ratio_acc);
-            [0, 1, 2, 3].map(|k| block(&acc, k).sum_dim(0))
-        };
+        // The weight gradients Σ_t stateᵀ δ as one product each over all steps.
+        let state = |k| blocks(&self.states, steps, k).transpose();
+        let w_a = state(1).matmul(d_from_y_t.clone()).slice(s![.., n..3 * n]);
+        let acc: Tensor<3> = wrap(ratio_acc);
+        let [r_y, r_a, r_b0, r_b1] = [0, 1, 2, 3].map(|k| {
+            acc.clone()
+                .slice(s![k..k + 1, .., ..])
+                .reshape([batch, n])
+                .sum_dim(0)
+        });
         CellWeights {
-            w_x: Tensor::cat(self.inputs.clone(), 0)
-                .transpose()
-                .matmul(stacked(deltas_x)),
-            w_y: states(0).transpose().matmul(d_y),
+            w_x: self.inputs.clone().transpose().matmul(wrap(d_from_x)),
+            w_y: state(0).matmul(d_from_y_t),
             w_a,
-            w_norm_t: states(4).transpose().matmul(stacked(deltas_pool)),
+            w_norm_t: state(4).matmul(d_a_t),
             r_y,
             r_a,
             r_b0,

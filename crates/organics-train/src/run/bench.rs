@@ -113,6 +113,9 @@ pub struct BenchResult {
     /// GPU kernels launched per timed step (wgpu only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_launches_per_step: Option<f64>,
+    /// The same by kernel (the kernel's type name), per timed step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_launches_by_kernel: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// The process's peak resident set size in MB, where `/proc` tells it.
@@ -197,11 +200,19 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
         samples_per_sec: opts.batch as f64 / sec,
         peak_rss_mb: peak_rss_mb(),
         adapter: adapter.map(|a| a.to_string()),
-        kernel_launches_per_step: (opts.backend == BackendKind::Wgpu)
-            .then(|| launches.map(|n| n as f64 / opts.steps as f64))
-            .flatten(),
+        kernel_launches_per_step: launches
+            .as_ref()
+            .map(|k| k.values().sum::<usize>() as f64 / opts.steps as f64),
+        kernel_launches_by_kernel: launches.map(|k| {
+            k.into_iter()
+                .map(|(name, n)| (name, n as f64 / opts.steps as f64))
+                .collect()
+        }),
     })
 }
+
+/// Kernel launches of the timed steps by kernel name (wgpu only).
+type Launches = Option<std::collections::BTreeMap<String, usize>>;
 
 /// Times training steps of a model: the [`ModelJob`] of [`bench`].
 struct TimeSteps<'a> {
@@ -215,7 +226,7 @@ struct TimeSteps<'a> {
 }
 
 impl ModelJob for TimeSteps<'_> {
-    type Output = Result<((Vec<f64>, Option<usize>), GradientPath), TrainError>;
+    type Output = Result<((Vec<f64>, Launches), GradientPath), TrainError>;
 
     fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
         let model = model.with_gradients(self.gradients);
@@ -249,7 +260,7 @@ fn time_steps<M, Bt>(
     device: &Device,
     steps: usize,
     seq: usize,
-) -> Result<(Vec<f64>, Option<usize>), TrainError>
+) -> Result<(Vec<f64>, Launches), TrainError>
 where
     M: HarnessModel + TrainStep<Input = <M as HarnessModel>::Batch>,
     Bt: Batcher<DigitItem, <M as HarnessModel>::Batch>,
@@ -275,5 +286,7 @@ where
         times.push(start.elapsed().as_secs_f64());
     }
     drop(model);
-    Ok((times, launches.total()))
+    // The CPU backends launch no GPU kernels: nothing to report there.
+    let counted = launches.by_kernel().filter(|k| !k.is_empty());
+    Ok((times, counted))
 }

@@ -104,8 +104,8 @@ pub fn default_adapter() -> Option<Adapter> {
 }
 
 /// Counts the GPU kernels issued between [`LaunchCount::start`] and [`LaunchCount::total`],
-/// through CubeCL's launch observer (called on the issuing thread for every launch). Without
-/// the `wgpu` feature nothing is counted and [`total`](LaunchCount::total) is `None`.
+/// by kernel, through CubeCL's launch observer (called on the issuing thread for every
+/// launch). Without the `wgpu` feature nothing is counted and the totals are `None`.
 pub struct LaunchCount {
     #[cfg(feature = "wgpu")]
     counted: std::sync::Arc<Launched>,
@@ -115,12 +115,14 @@ pub struct LaunchCount {
 
 #[cfg(feature = "wgpu")]
 #[derive(Default)]
-struct Launched(std::sync::atomic::AtomicUsize);
+struct Launched(std::sync::Mutex<std::collections::BTreeMap<&'static str, usize>>);
 
 #[cfg(feature = "wgpu")]
 impl burn::cubecl::logging::LaunchObserver for Launched {
-    fn launched(&self, _kernel: &'static str) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn launched(&self, kernel: &'static str) {
+        // A poisoned lock only means another count panicked: keep counting.
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(kernel).or_default() += 1;
     }
 }
 
@@ -140,11 +142,28 @@ impl LaunchCount {
         LaunchCount {}
     }
 
-    /// The kernels launched since [`start`](Self::start).
-    pub fn total(&self) -> Option<usize> {
+    /// The kernels launched since [`start`](Self::start), by kernel name.
+    pub fn by_kernel(&self) -> Option<std::collections::BTreeMap<String, usize>> {
         #[cfg(feature = "wgpu")]
-        return Some(self.counted.0.load(std::sync::atomic::Ordering::Relaxed));
+        {
+            let counts = self.counted.0.lock().unwrap_or_else(|e| e.into_inner());
+            Some(counts.iter().map(|(k, v)| (short_name(k), *v)).fold(
+                std::collections::BTreeMap::new(),
+                |mut acc, (k, v)| {
+                    *acc.entry(k).or_default() += v;
+                    acc
+                },
+            ))
+        }
         #[cfg(not(feature = "wgpu"))]
         None
     }
+}
+
+/// A kernel's type name without its module path and generic arguments
+/// (`burn_cubecl::kernel::matmul::Matmul<f32>` → `Matmul`).
+#[cfg(feature = "wgpu")]
+fn short_name(name: &str) -> String {
+    let base = name.split('<').next().unwrap_or(name);
+    base.rsplit("::").next().unwrap_or(base).to_string()
 }
