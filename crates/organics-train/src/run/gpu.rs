@@ -103,7 +103,7 @@ pub fn default_adapter() -> Option<Adapter> {
     None
 }
 
-/// Counts the GPU kernels issued between [`LaunchCount::start`] and [`LaunchCount::total`],
+/// Counts the GPU kernels issued between [`LaunchCount::start`] and [`LaunchCount::by_kernel`],
 /// by kernel, through CubeCL's launch observer (called on the issuing thread for every
 /// launch). Without the `wgpu` feature nothing is counted and the totals are `None`.
 pub struct LaunchCount {
