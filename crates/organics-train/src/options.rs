@@ -169,7 +169,7 @@ impl BackendKind {
             let gpus = crate::run::gpu::hardware_adapters();
             if gpus < n {
                 return Err(TrainError::Invalid(format!(
-                    "--devices {n}: this machine has {gpus} GPU adapter(s)"
+                    "--devices {n} on wgpu trains on the discrete GPUs 0..{n}, and this machine has {gpus}"
                 )));
             }
             let devices = (0..n)
