@@ -44,7 +44,8 @@ pub enum BpttKernel {
     FusedCpu,
     /// The fused CubeCL kernels on a wgpu device (`kernels/cube.rs`, cargo feature `wgpu`):
     /// a step's element-wise work in one kernel each way, the products in Burn's matmul.
-    /// The choice on wgpu. On any other device (or without the feature) it runs
+    /// The choice on wgpu. On any other device (or without the feature), and for a sequence
+    /// whose whole-sequence buffers exceed the device's largest allocation, it runs
     /// [`TensorOps`](Self::TensorOps).
     FusedGpu,
 }
@@ -135,7 +136,12 @@ impl OrganicsRnn {
 
     #[cfg(feature = "wgpu")]
     fn record_cube(&self, input: Tensor<3>) -> RecordedSequence {
-        let [batch, _, _] = input.dims();
+        let [batch, steps, _] = input.dims();
+        let fits =
+            crate::kernels::cube::CubeTape::fits(&input.device(), steps, batch, self.cell.size());
+        if !fits {
+            return self.record_tensor_ops(input);
+        }
         let tracked = self.cell.prepare();
         let cell = tracked.without_autodiff();
         let initial = self.initial_state(batch);
@@ -482,6 +488,11 @@ mod tests {
         };
         let device = device.autodiff();
         assert_eq!(BpttKernel::fused_for(&device), BpttKernel::FusedGpu);
+        // The kernels really run for these shapes; a sequence too large for one allocation
+        // (or for 32-bit indices) would take the tensor ops instead.
+        use crate::kernels::cube::CubeTape;
+        assert!(CubeTape::fits(&device, 60, 3, 6));
+        assert!(!CubeTape::fits(&device, 784, 1 << 16, 1024));
         let target = Target {
             device,
             kernels: [BpttKernel::TensorOps, BpttKernel::FusedGpu],

@@ -382,6 +382,24 @@ pub(crate) struct CubeTape {
 }
 
 impl CubeTape {
+    /// Whether a sequence of `steps` steps, `batch` samples and `n` neurons fits the
+    /// whole-sequence buffers on `device`: each buffer within the device's largest allocation
+    /// and within 32-bit indices (the kernels' address type). Larger runs take the tensor-op
+    /// path instead.
+    pub(crate) fn fits(device: &Device, steps: usize, batch: usize, n: usize) -> bool {
+        let Ok(like) = Tensor::<1>::zeros([1], &device.clone().inner())
+            .inner()
+            .try_into_primitive::<CubeBackend>()
+        else {
+            return false;
+        };
+        // The largest buffers: the records, `[T, 6, batch, n]`, and the states, `[T + 1, 5,
+        // batch, n]`.
+        let elements = (steps + 1) * 6 * batch * n;
+        let bytes = (elements * core::mem::size_of::<f32>()) as u64;
+        elements < u32::MAX as usize && bytes <= like.client.properties().memory.max_page_size
+    }
+
     /// Runs the steps over `input` (`[batch, T, n_in]`) from `initial` (plain tensors on a
     /// wgpu device).
     pub(crate) fn forward(cell: PreparedCell, initial: OrganicsState, input: Tensor<3>) -> Self {
