@@ -109,10 +109,23 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         epochs,
     );
     let hidden = config.hidden_units();
-    let tau = if config.learn_time_constants {
-        "learned τ"
-    } else {
-        "fixed τ"
+    // What sets the run apart within its row: the time constants for ORGaNICs, the
+    // optimizer and clipping for the baselines.
+    let detail = match config.model {
+        ModelKind::Organics if config.learn_time_constants => "learned τ".to_string(),
+        ModelKind::Organics => "fixed τ".to_string(),
+        _ => {
+            let clip = config
+                .clip
+                .map(|c| format!(", clip {c}"))
+                .unwrap_or_default();
+            format!(
+                "{} lr {}, batch {}{clip}",
+                config.optimizer,
+                config.lr(),
+                config.batch_size
+            )
+        }
     };
     let static_organics = !config.task.is_sequential() && config.model == ModelKind::Organics;
     let layers = config
@@ -134,7 +147,7 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         what: if static_organics {
             format!("{} {} {layers}, {recurrence}", config.task, config.model)
         } else {
-            format!("{} {} {hidden}, {tau}", config.task, config.model)
+            format!("{} {} {hidden}, {detail}", config.task, config.model)
         },
         epochs,
         max_epochs: config.epochs,
@@ -301,7 +314,13 @@ pub fn runs_table(rows: &[RunRow]) -> String {
                 .map_or("–".into(), |(a, e)| format!("{a:.2}% ({e})")),
             pct(r.test),
             r.paper.map_or("–".into(), |p| format!("{p}%")),
-            r.max_grad_norm.map_or("–".into(), |g| format!("{g:.2}")),
+            r.max_grad_norm.map_or("–".into(), |g| {
+                if g < 1e4 {
+                    format!("{g:.2}")
+                } else {
+                    format!("{g:.2e}")
+                }
+            }),
             r.max_eigenvalue.map_or("–".into(), |l| format!("{l:.3}")),
             r.wall.map_or("–".into(), |(t, e)| format!(
                 "{:.1} h ({:.0} s)",
