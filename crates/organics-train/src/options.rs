@@ -88,8 +88,10 @@ choice!(
 );
 
 choice!(
-    /// How sequence ORGaNICs computes its gradients (all three give the same values; a test
-    /// checks them against each other to 1e-5).
+    /// How a model computes its gradients (every path gives the same values; tests check
+    /// them against each other). The fused kernels: sequence ORGaNICs on every backend, the
+    /// static model on flex, the LSTM on the CPU backends; the tensor-op path: sequence
+    /// ORGaNICs only.
     GradientPath, "gradient path", {
         /// The hand-derived BPTT in fused kernels: on the host's cores on flex and ndarray,
         /// in CubeCL kernels on wgpu (the default everywhere).
@@ -102,10 +104,20 @@ choice!(
 );
 
 impl GradientPath {
-    /// The fastest path on `backend`: the fused kernels (on the host's cores on the CPU
-    /// backends, CubeCL kernels on wgpu).
+    /// The fastest path for sequence ORGaNICs on `backend`: the fused kernels (on the
+    /// host's cores on the CPU backends, CubeCL kernels on wgpu).
     pub fn for_backend(_backend: BackendKind) -> Self {
         GradientPath::Fused
+    }
+
+    /// The fastest path for the LSTM baseline on `backend`: its fused kernel runs on the
+    /// host's cores, so on wgpu (where it would copy every batch to the host and back)
+    /// autodiff keeps the values on the device.
+    pub fn for_lstm(backend: BackendKind) -> Self {
+        match backend {
+            BackendKind::Flex | BackendKind::Ndarray => GradientPath::Fused,
+            BackendKind::Wgpu => GradientPath::Autodiff,
+        }
     }
 
     /// The fastest path for the static ORGaNICs model on `backend` (measured, README

@@ -61,7 +61,7 @@ fn gates(lstm: &Lstm) -> Result<[(Linear, Linear); GATES], ModelError> {
     if lstm.clip.is_some() || lstm.reverse || !lstm.batch_first {
         return unsupported("no cell clipping, forward order and batch-first inputs");
     }
-    let Some(forget) = lstm.forget_gate.as_ref() else {
+    let Some(forget) = lstm.forget_gate.as_ref().filter(|_| !lstm.input_forget) else {
         return unsupported("a forget gate of its own");
     };
     let all = [&lstm.input_gate, forget, &lstm.output_gate, &lstm.cell_gate];
@@ -83,7 +83,8 @@ impl RecordedLstm {
     }
 
     /// Runs `lstm` over `input` (`[batch, seq, d_input]`) from zero states on the host's
-    /// cores and records what [`backward`](Self::backward) needs. The last hidden state is
+    /// cores and records what [`backward`](Self::backward) needs. The input is data: no
+    /// gradient flows back to it. The last hidden state is
     /// [`last_hidden`](Self::last_hidden); it equals `lstm.forward(input, None).1.hidden`.
     ///
     /// # Errors

@@ -35,7 +35,8 @@ use crate::rnn::OrganicsRnn;
 /// Where [`OrganicsRnn::forward_recorded_with`] runs a sequence and its backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BpttKernel {
-    /// Burn tensor ops on the input's device: any backend, and the choice on a GPU.
+    /// Burn tensor ops on the input's device: any backend (on wgpu,
+    /// [`FusedGpu`](Self::FusedGpu) launches far fewer kernels).
     #[default]
     TensorOps,
     /// The fused `f32` kernel on the host's cores (`kernels/sequence.rs`); inputs, final state
@@ -137,8 +138,7 @@ impl OrganicsRnn {
     #[cfg(feature = "wgpu")]
     fn record_cube(&self, input: Tensor<3>) -> RecordedSequence {
         let [batch, steps, _] = input.dims();
-        let fits =
-            crate::kernels::cube::CubeTape::fits(&input.device(), steps, batch, self.cell.size());
+        let fits = crate::kernels::cube::CubeTape::fits(&input, steps, batch, self.cell.size());
         if !fits {
             return self.record_tensor_ops(input);
         }
@@ -491,8 +491,9 @@ mod tests {
         // The kernels really run for these shapes; a sequence too large for one allocation
         // (or for 32-bit indices) would take the tensor ops instead.
         use crate::kernels::cube::CubeTape;
-        assert!(CubeTape::fits(&device, 60, 3, 6));
-        assert!(!CubeTape::fits(&device, 784, 1 << 16, 1024));
+        let probe = Tensor::<3>::zeros([1, 1, 1], &device);
+        assert!(CubeTape::fits(&probe, 60, 3, 6));
+        assert!(!CubeTape::fits(&probe, 784, 1 << 16, 1024));
         let target = Target {
             device,
             kernels: [BpttKernel::TensorOps, BpttKernel::FusedGpu],

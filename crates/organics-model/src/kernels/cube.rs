@@ -383,14 +383,16 @@ pub(crate) struct CubeTape {
 
 impl CubeTape {
     /// Whether a sequence of `steps` steps, `batch` samples and `n` neurons fits the
-    /// whole-sequence buffers on `device`: each buffer within the device's largest allocation
-    /// and within 32-bit indices (the kernels' address type). Larger runs take the tensor-op
-    /// path instead.
-    pub(crate) fn fits(device: &Device, steps: usize, batch: usize, n: usize) -> bool {
-        let Ok(like) = Tensor::<1>::zeros([1], &device.clone().inner())
-            .inner()
-            .try_into_primitive::<CubeBackend>()
-        else {
+    /// whole-sequence buffers on the device of `on` (any wgpu tensor): each buffer within the
+    /// device's largest allocation and within 32-bit indices (the kernels' address type).
+    /// Larger runs take the tensor-op path instead.
+    pub(crate) fn fits<const D: usize>(
+        on: &Tensor<D>,
+        steps: usize,
+        batch: usize,
+        n: usize,
+    ) -> bool {
+        let Ok(like) = on.clone().inner().try_into_primitive::<CubeBackend>() else {
             return false;
         };
         // The largest buffers: the records, `[T, 6, batch, n]`, and the states, `[T + 1, 5,

@@ -144,6 +144,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     config.validate()?;
     let gradients = match (opts.gradients, opts.model) {
         (_, ModelKind::Mlp) => GradientPath::Autodiff,
+        (None, ModelKind::Lstm) => GradientPath::for_lstm(opts.backend),
         (Some(path), _) => path,
         (None, _) if opts.task == Task::Mnist => GradientPath::for_static(opts.backend),
         (None, _) => GradientPath::for_backend(opts.backend),

@@ -85,7 +85,7 @@ pub fn with_model<J: ModelJob>(
         (_, ModelKind::Lstm) => job.run(
             seeded_init(device, seed, || {
                 let lstm = SeqLstm::new(STEP_INPUTS, config.hidden_units(), CLASSES, device)
-                    .with_gradients(GradientPath::for_backend(config.backend));
+                    .with_gradients(GradientPath::for_lstm(config.backend));
                 match config.forget_bias {
                     Some(bias) => lstm.with_forget_bias(bias),
                     None => lstm,

@@ -17,8 +17,8 @@ const AUTOENCODER_PARAMS: f64 = 2.0 * (784.0 * 360.0 + 360.0 * 120.0 + 120.0 * 4
 
 /// Bytes a training step of `config` needs, roughly.
 pub fn estimate_bytes(config: &TrainConfig) -> f64 {
-    // On the CPU backends the devices' batches are in flight in the same memory at once
-    // (on GPUs each device holds its own, and this counts it once more than needed).
+    // On the CPU backends the devices' batches are in flight in the same memory at once (on
+    // GPUs each device holds its own batch, so there this overestimates the host's share).
     let batch = (config.batch_size * config.devices) as f64;
     let n = config.hidden_units() as f64;
     // Weights, gradients and Adam's two moments.

@@ -363,9 +363,23 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     let params = model.num_trainable_params();
     let has_probe = model.has_stability_probe();
     let train_samples = data.train.len();
-    let iterations_per_epoch = train_samples.div_ceil(config.batch_size);
-    // The learning rate steps once per optimizer step: once per N batches.
-    let steps_per_epoch = iterations_per_epoch.div_ceil(parts);
+    // Device batches and optimizer steps (the learning rate steps once per optimizer step)
+    // per epoch. On N devices a step takes N full batches, and the epoch's last items that
+    // do not fill one are left out (a different few each epoch).
+    let (iterations_per_epoch, steps_per_epoch) = if parts == 1 {
+        let n = train_samples.div_ceil(config.batch_size);
+        (n, n)
+    } else {
+        let steps = train_samples / (config.batch_size * parts);
+        if steps == 0 {
+            return Err(TrainError::Invalid(format!(
+                "--devices {parts} with --batch-size {} needs at least {} training images, and the run has {train_samples}",
+                config.batch_size,
+                config.batch_size * parts
+            )));
+        }
+        (steps * parts, steps)
+    };
     let valid_iterations = data.valid.len().div_ceil(config.batch_size);
     let checkpoints = dir.join(files::CHECKPOINTS);
 

@@ -133,3 +133,36 @@ fn zero_devices_are_refused() {
     .expect_err("refused");
     assert!(err.to_string().contains("devices"), "{err}");
 }
+
+/// 650 images in global batches of 2 x 32: ten steps an epoch, and the ten images that would
+/// make a partial eleventh (a different ten each epoch) sit out, so every step averages two
+/// full batches.
+#[test]
+fn a_ragged_epoch_leaves_out_the_last_partial_global_batch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = config(ModelKind::Mlp, BackendKind::Flex)
+        .with_train_limit(Some(650))
+        .with_devices(2);
+    organics_train::train(&config, &common::opts(dir.path(), false)).expect("trains");
+    let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metric log");
+    let train_items: Vec<u64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["split"] == "train")
+        .map(|v| v["metrics"]["Accuracy"]["count"].as_u64().expect("count"))
+        .collect();
+    assert_eq!(train_items, vec![640, 640]);
+    // The schedule counts the ten steps: halved after epoch 1.
+    let lr =
+        organics_train::run::results::read_epoch_metric(dir.path(), "train", "Learning Rate", 2)[1]
+            .expect("lr logged");
+    assert!((lr - config.lr() * 0.5).abs() < 1e-12, "lr {lr}");
+
+    let too_few = tempfile::tempdir().expect("tmp");
+    let err = organics_train::train(
+        &config.with_batch_size(512),
+        &common::opts(too_few.path(), false),
+    )
+    .expect_err("no whole global batch");
+    assert!(err.to_string().contains("needs at least 1024"), "{err}");
+}
