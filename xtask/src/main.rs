@@ -329,8 +329,9 @@ struct BenchArgs {
     steps: usize,
     /// ORGaNICs and the LSTM: how gradients are computed: fused (hand-derived, in fused
     /// kernels: on the CPU backends one host kernel, on wgpu CubeCL kernels for sequence
-    /// ORGaNICs; the default), tensor (sequence ORGaNICs: the hand-derived BPTT in Burn
-    /// tensor ops) or autodiff (Burn's autodiff).
+    /// ORGaNICs; the default, except for the LSTM on wgpu, whose fused kernel runs on the
+    /// host), tensor (sequence ORGaNICs: the hand-derived BPTT in Burn tensor ops) or
+    /// autodiff (Burn's autodiff).
     #[arg(long, value_parser = parse::<GradientPath>)]
     gradients: Option<GradientPath>,
     /// Step with Burn's tensor-op Adam instead of the one-pass host Adam (CPU backends).

@@ -276,9 +276,10 @@ mod device {
         if zx <= F::new(0.0) {
             d_zx = F::new(0.0);
         }
-        let mut d_a_pos = F::new(0.0);
-        if a > F::new(0.0) {
-            d_a_pos = (F::new(0.0) - d_y * rec) / (sqrt_a * F::new(2.0)) + du * y_sq;
+        // Masked where `a <= 0` only, so that a NaN passes as on the CPU paths.
+        let mut d_a_pos = (F::new(0.0) - d_y * rec) / (sqrt_a * F::new(2.0)) + du * y_sq;
+        if a <= F::new(0.0) {
+            d_a_pos = F::new(0.0);
         }
         let mut d_y_act = du * a_pos * y_act * F::new(2.0);
         if rectified {
