@@ -13,7 +13,7 @@ use std::time::Instant;
 
 #[path = "common/product.rs"]
 mod common;
-use common::product;
+use common::{Library, product};
 
 /// Seconds per `[m, k] · [k, n]` product on this thread (best of five timed batches).
 fn seconds(m: usize, k: usize, n: usize) -> f64 {
@@ -22,7 +22,7 @@ fn seconds(m: usize, k: usize, n: usize) -> f64 {
     let mut c = vec![0.0f32; m * n];
     let flops = 2.0 * (m * k * n) as f64;
     let reps = ((2e9 / flops) as usize).max(5);
-    let mut run = || product(&mut c, &a, &b, m, k, n, false, false);
+    let mut run = || product(Library::Gemm, &mut c, &a, &b, m, k, n, false, false);
     run();
     let mut best = f64::INFINITY;
     for _ in 0..5 {

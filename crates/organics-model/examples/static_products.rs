@@ -12,7 +12,7 @@ use std::time::Instant;
 
 #[path = "common/product.rs"]
 mod common;
-use common::{product, product_faer};
+use common::{Library, product};
 
 fn main() {
     let rows = 128; // half of a batch of 256
@@ -49,10 +49,8 @@ fn main() {
             let mut best = [f64::INFINITY; 2];
             for _round in 0..5 {
                 for (which, best) in best.iter_mut().enumerate() {
-                    let call = |c: &mut [f32]| match which {
-                        0 => product(c, &a, &b, m, kk, nn, ta, tb),
-                        _ => product_faer(c, &a, &b, m, kk, nn, ta, tb),
-                    };
+                    let lib = [Library::Gemm, Library::Faer][which];
+                    let call = |c: &mut [f32]| product(lib, c, &a, &b, m, kk, nn, ta, tb);
                     call(&mut c);
                     let reps = 40;
                     let start = Instant::now();
