@@ -120,14 +120,21 @@ impl LstmSequence {
             shard_rows(batch)
                 .into_iter()
                 .map(|(first, rows)| {
+                    // The forward pass writes every element of the tape but the states
+                    // before the first step, which are zero.
+                    let (mut h, mut c) = (
+                        spare.reused((steps + 1) * rows * n),
+                        spare.reused((steps + 1) * rows * n),
+                    );
+                    h[..rows * n].fill(0.0);
+                    c[..rows * n].fill(0.0);
                     let tape = ShardTape {
                         rows,
                         steps,
                         x: vec![0.0; steps * rows * n_in],
-                        // Zeroed: the states before the first step are zero.
-                        h: spare.zeroed((steps + 1) * rows * n),
-                        c: spare.zeroed((steps + 1) * rows * n),
-                        gates: spare.zeroed(steps * rows * GATES * n),
+                        h,
+                        c,
+                        gates: spare.reused(steps * rows * GATES * n),
                     };
                     (first, tape)
                 })
@@ -307,4 +314,49 @@ fn backward_shard_body(c: &HostLstm, w_h_t: &[f32], tape: &ShardTape, grad_h: &[
         end = start;
     }
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(n_in: usize, n: usize) -> HostLstm {
+        let values = |len: usize, seed: usize| {
+            (0..len)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0 - 0.5) * 0.6)
+                .collect()
+        };
+        HostLstm {
+            n_in,
+            n,
+            w_x: values(n_in * GATES * n, 1),
+            w_h: values(n * GATES * n, 2),
+            bias: values(GATES * n, 3),
+        }
+    }
+
+    /// Tape buffers left by earlier calls hold stale values: the forward pass must write
+    /// every element it later reads (and zero the states before the first step) whatever
+    /// they held.
+    #[test]
+    fn stale_spare_buffers_do_not_leak_into_a_sequence() {
+        let (batch, steps, n_in, n) = (4, 12, 2, 5);
+        let input: Vec<f32> = (0..batch * steps * n_in)
+            .map(|i| (i % 7) as f32 / 7.0)
+            .collect();
+        let fresh = LstmSequence::forward(cell(n_in, n), &input, batch, steps);
+        let (h_fresh, g_fresh) = (fresh.last_hidden(), fresh.backward(&vec![1.0; batch * n]));
+        drop(fresh);
+        // Replace every buffer this thread keeps for the next call by poisoned ones.
+        SPARE.with_borrow_mut(|spare| {
+            while spare.take(|_| true).is_some() {}
+            spare.give((0..12).map(|_| vec![f32::NAN; 10_000]).collect::<Vec<_>>())
+        });
+        let stale = LstmSequence::forward(cell(n_in, n), &input, batch, steps);
+        assert_eq!(stale.last_hidden(), h_fresh);
+        let g_stale = stale.backward(&vec![1.0; batch * n]);
+        assert_eq!(g_stale.w_h, g_fresh.w_h);
+        assert_eq!(g_stale.w_x, g_fresh.w_x);
+        assert_eq!(g_stale.bias, g_fresh.bias);
+    }
 }

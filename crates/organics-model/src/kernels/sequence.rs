@@ -87,13 +87,14 @@ thread_local! {
 }
 
 impl ShardTape {
-    /// A tape for `rows` samples over `steps` steps of `n` neurons, its buffers zeroed and
-    /// taken from `spare` where it can.
+    /// A tape for `rows` samples over `steps` steps of `n` neurons, its buffers taken from
+    /// `spare` where it can, with stale contents: the forward pass writes every element
+    /// (the first state included) before anything reads it.
     fn new(spare: &mut Spare<Vec<f32>>, x: Vec<f32>, rows: usize, steps: usize, n: usize) -> Self {
         let block = rows * n;
-        let mut states = || spare.zeroed((steps + 1) * block);
+        let mut states = || spare.reused((steps + 1) * block);
         let (y, a, b0, b1) = (states(), states(), states(), states());
-        let mut per_step = || spare.zeroed(steps * block);
+        let mut per_step = || spare.reused(steps * block);
         ShardTape {
             rows,
             steps,
@@ -509,4 +510,48 @@ fn backward_shard_body(
         end = start;
     }
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(n_in: usize, n: usize) -> HostCell {
+        let w = CellWeights::shapes(n_in, n).map(|[rows, cols]| {
+            (0..rows * cols)
+                .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) * 0.2)
+                .collect::<Vec<f32>>()
+        });
+        HostCell {
+            n,
+            n_in,
+            w,
+            sigma_sq: 0.01,
+            rectified: true,
+        }
+    }
+
+    /// Tape buffers left by earlier calls hold stale values: the forward pass writes every
+    /// element it later reads, whatever they held.
+    #[test]
+    fn stale_spare_buffers_do_not_leak_into_a_sequence() {
+        let (batch, steps, n_in, n) = (4, 12, 1, 5);
+        let input: Vec<f32> = (0..batch * steps * n_in)
+            .map(|i| (i % 7) as f32 / 7.0)
+            .collect();
+        let initial = vec![0.1f32; n];
+        let run = || {
+            let init = [&initial[..], &initial[..], &initial[..], &initial[..]];
+            let seq = HostSequence::forward(cell(n_in, n), init, &input, batch, steps);
+            let g = seq.backward(&vec![1.0; batch * n]);
+            (seq.last(), g.w_y, g.w_x, g.r_y)
+        };
+        let fresh = run();
+        // Replace every buffer this thread keeps for the next call by poisoned ones.
+        SPARE.with_borrow_mut(|spare| {
+            while spare.take(|_| true).is_some() {}
+            spare.give((0..20).map(|_| vec![f32::NAN; 10_000]).collect::<Vec<_>>())
+        });
+        assert_eq!(run(), fresh);
+    }
 }
