@@ -280,8 +280,13 @@ fn backward_shard_body(c: &HostLstm, w_h_t: &[f32], tape: &ShardTape, grad_h: &[
                 let (d_f, rest) = rest.split_at_mut(n);
                 let (d_o, d_g) = rest.split_at_mut(n);
                 let (gh, gc) = (&mut gh[r * n..][..n], &mut gc[r * n..][..n]);
+                // The biases' gradient, Σ over steps and samples of the gates' deltas, is
+                // summed in the same pass.
+                let (b_i, rest) = acc.bias.split_at_mut(n);
+                let (b_f, rest) = rest.split_at_mut(n);
+                let (b_o, b_g) = rest.split_at_mut(n);
                 cut!(n; i, f, o, g, c_prev, c_next);
-                cut_mut!(n; d_i, d_f, d_o, d_g, gh, gc);
+                cut_mut!(n; d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g);
                 for j in 0..n {
                     let tc = tanh(c_next[j]);
                     let d_out = gh[j] * tc;
@@ -291,12 +296,10 @@ fn backward_shard_body(c: &HostLstm, w_h_t: &[f32], tape: &ShardTape, grad_h: &[
                     d_o[j] = d_out * o[j] * (-o[j] + 1.0);
                     d_g[j] = g_cell * i[j] * (-(g[j] * g[j]) + 1.0);
                     gc[j] = g_cell * f[j];
-                }
-                let bias = &mut acc.bias[..w];
-                let d = &d_pre[(slot * rows + r) * w..][..w];
-                cut!(w; d);
-                for k in 0..w {
-                    bias[k] += d[k];
+                    b_i[j] += d_i[j];
+                    b_f[j] += d_f[j];
+                    b_o[j] += d_o[j];
+                    b_g[j] += d_g[j];
                 }
             }
             // ḡ_h before the step: the deltas through the hidden weights (the new hidden
