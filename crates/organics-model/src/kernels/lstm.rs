@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use crate::kernels::elementwise::{sigmoid, tanh, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
-use crate::kernels::simd::vectorized;
+use crate::kernels::simd::{Isa, by_isa, row_copies, vectorized};
 use crate::kernels::threads::{first_rows, on_threads, shard_rows, time_major_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
@@ -262,6 +262,7 @@ fn backward_shard_body(c: &HostLstm, w_h_t: &[f32], tape: &ShardTape, grad_h: &[
     // The gates' pre-activation deltas of a chunk of steps, `[CHUNK·rows, 4n]`.
     let mut d_pre = vec![0.0f32; CHUNK * rows * w];
     let w_h_t = Mat::new(w_h_t, 0, w, n);
+    let isa = Isa::detect();
 
     let mut end = steps;
     while end > 0 {
@@ -279,28 +280,38 @@ fn backward_shard_body(c: &HostLstm, w_h_t: &[f32], tape: &ShardTape, grad_h: &[
                 let (d_i, rest) = d.split_at_mut(n);
                 let (d_f, rest) = rest.split_at_mut(n);
                 let (d_o, d_g) = rest.split_at_mut(n);
-                let (gh, gc) = (&mut gh[r * n..][..n], &mut gc[r * n..][..n]);
                 // The biases' gradient, Σ over steps and samples of the gates' deltas, is
                 // summed in the same pass.
                 let (b_i, rest) = acc.bias.split_at_mut(n);
                 let (b_f, rest) = rest.split_at_mut(n);
                 let (b_o, b_g) = rest.split_at_mut(n);
-                cut!(n; i, f, o, g, c_prev, c_next);
-                cut_mut!(n; d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g);
-                for j in 0..n {
-                    let tc = tanh(c_next[j]);
-                    let d_out = gh[j] * tc;
-                    let g_cell = gc[j] + gh[j] * o[j] * (-(tc * tc) + 1.0);
-                    d_i[j] = g_cell * g[j] * i[j] * (-i[j] + 1.0);
-                    d_f[j] = g_cell * c_prev[j] * f[j] * (-f[j] + 1.0);
-                    d_o[j] = d_out * o[j] * (-o[j] + 1.0);
-                    d_g[j] = g_cell * i[j] * (-(g[j] * g[j]) + 1.0);
-                    gc[j] = g_cell * f[j];
-                    b_i[j] += d_i[j];
-                    b_f[j] += d_f[j];
-                    b_o[j] += d_o[j];
-                    b_g[j] += d_g[j];
-                }
+                let inputs = RowIn {
+                    i,
+                    f,
+                    o,
+                    g,
+                    c_prev,
+                    c_next,
+                };
+                by_isa!(
+                    isa,
+                    backward_row_avx512,
+                    backward_row_avx2,
+                    backward_row_baseline,
+                    (
+                        &inputs,
+                        d_i,
+                        d_f,
+                        d_o,
+                        d_g,
+                        &mut gh[r * n..][..n],
+                        &mut gc[r * n..][..n],
+                        b_i,
+                        b_f,
+                        b_o,
+                        b_g,
+                    )
+                );
             }
             // ḡ_h before the step: the deltas through the hidden weights (the new hidden
             // state depends on the old one only through the gates).
@@ -319,6 +330,78 @@ fn backward_shard_body(c: &HostLstm, w_h_t: &[f32], tape: &ShardTape, grad_h: &[
     acc
 }
 
+/// What [`backward_row`] reads: one row's gate activations at a step and the cell state
+/// before and after it.
+struct RowIn<'a> {
+    i: &'a [f32],
+    f: &'a [f32],
+    o: &'a [f32],
+    g: &'a [f32],
+    c_prev: &'a [f32],
+    c_next: &'a [f32],
+}
+
+/// The element-wise part of one row's step back: the gates' pre-activation deltas, the cell
+/// state's gradient before the step, and the biases' gradient sums. It runs through the
+/// copies [`row_copies`] makes of it, one per instruction set (see there for why).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_row(
+    inputs: &RowIn,
+    d_i: &mut [f32],
+    d_f: &mut [f32],
+    d_o: &mut [f32],
+    d_g: &mut [f32],
+    gh: &mut [f32],
+    gc: &mut [f32],
+    b_i: &mut [f32],
+    b_f: &mut [f32],
+    b_o: &mut [f32],
+    b_g: &mut [f32],
+) {
+    let RowIn {
+        i,
+        f,
+        o,
+        g,
+        c_prev,
+        c_next,
+    } = *inputs;
+    let n = gh.len();
+    cut!(n; i, f, o, g, c_prev, c_next);
+    cut_mut!(n; d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g);
+    for j in 0..n {
+        let tc = tanh(c_next[j]);
+        let d_out = gh[j] * tc;
+        let g_cell = gc[j] + gh[j] * o[j] * (-(tc * tc) + 1.0);
+        d_i[j] = g_cell * g[j] * i[j] * (-i[j] + 1.0);
+        d_f[j] = g_cell * c_prev[j] * f[j] * (-f[j] + 1.0);
+        d_o[j] = d_out * o[j] * (-o[j] + 1.0);
+        d_g[j] = g_cell * i[j] * (-(g[j] * g[j]) + 1.0);
+        gc[j] = g_cell * f[j];
+        b_i[j] += d_i[j];
+        b_f[j] += d_f[j];
+        b_o[j] += d_o[j];
+        b_g[j] += d_g[j];
+    }
+}
+
+row_copies!(
+    backward_row(
+        inputs: &RowIn,
+        d_i: &mut [f32],
+        d_f: &mut [f32],
+        d_o: &mut [f32],
+        d_g: &mut [f32],
+        gh: &mut [f32],
+        gc: &mut [f32],
+        b_i: &mut [f32],
+        b_f: &mut [f32],
+        b_o: &mut [f32],
+        b_g: &mut [f32],
+    ) => backward_row_avx512, backward_row_avx2, backward_row_baseline
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +418,46 @@ mod tests {
             w_x: values(n_in * GATES * n, 1),
             w_h: values(n * GATES * n, 2),
             bias: values(GATES * n, 3),
+        }
+    }
+
+    /// Every compiled copy of the row's step back this CPU can run gives the same bits as
+    /// the baseline copy (the equivalence tests against autodiff run only the copy the CPU
+    /// picks).
+    #[test]
+    fn every_copy_of_the_row_step_back_agrees() {
+        let n = 37; // not a multiple of any vector width: the loops' remainders run too
+        let value = |k: usize, i: usize| ((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0;
+        let ins: Vec<Vec<f32>> = (0..6)
+            .map(|k| (0..n).map(|i| value(k, i)).collect())
+            .collect();
+        let inputs = RowIn {
+            i: &ins[0],
+            f: &ins[1],
+            o: &ins[2],
+            g: &ins[3],
+            c_prev: &ins[4],
+            c_next: &ins[5],
+        };
+        let run = |isa: Isa| {
+            let mut outs: Vec<Vec<f32>> = (0..10)
+                .map(|k| (0..n).map(|i| value(10 + k, i)).collect())
+                .collect();
+            let [d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g] = &mut outs[..] else {
+                unreachable!("ten outputs")
+            };
+            by_isa!(
+                isa,
+                backward_row_avx512,
+                backward_row_avx2,
+                backward_row_baseline,
+                (&inputs, d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g)
+            );
+            outs
+        };
+        let want = run(Isa::Baseline);
+        for isa in Isa::available() {
+            assert_eq!(run(isa), want, "{isa:?}");
         }
     }
 

@@ -21,7 +21,7 @@ use crate::cell::CellWeights;
 use crate::kernels::elementwise::{relu, sigmoid, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
-use crate::kernels::simd::vectorized;
+use crate::kernels::simd::{Isa, by_isa, row_copies, vectorized};
 use crate::kernels::threads::{first_rows, on_threads, shard_rows, time_major_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
@@ -362,6 +362,7 @@ fn backward_shard_body(
     let mut pool_in = vec![0.0f32; CHUNK * block];
     let mut d_pool = vec![0.0f32; CHUNK * block];
     let sigma2 = 2.0 * c.sigma_sq;
+    let isa = Isa::detect();
     let (r_y, r_a, r_b0, r_b1) = (&c.w.r_y[..], &c.w.r_a[..], &c.w.r_b0[..], &c.w.r_b1[..]);
     let w_norm = Mat::new(&tr.w_norm, 0, n, n);
     let w_y_t = Mat::new(&tr.w_y, 0, 3 * n, n);
@@ -401,77 +402,57 @@ fn backward_shard_body(
             for r in 0..rows {
                 let row = at + r * n..at + (r + 1) * n;
                 let local = r * n..(r + 1) * n;
-                let (y, a, b0, b1) = (
-                    &tape.y[row.clone()],
-                    &tape.a[row.clone()],
-                    &tape.b0[row.clone()],
-                    &tape.b1[row.clone()],
-                );
-                let (zx, ry, g0, g1, da) = (
-                    &tape.zx[row.clone()],
-                    &tape.ry[row.clone()],
-                    &tape.g0[row.clone()],
-                    &tape.g1[row.clone()],
-                    &tape.da[row.clone()],
-                );
-                let du = &d_u[local.clone()];
-                let d_a = &d_pool[sb + r * n..sb + (r + 1) * n];
                 let deltas = &mut d_from_y[(slot * rows + r) * 3 * n..][..3 * n];
                 let (d_rec, d_h) = deltas.split_at_mut(n);
                 let (d_h0, d_h1) = d_h.split_at_mut(n);
-                let dz = &mut d_zx[sb + r * n..sb + (r + 1) * n];
-                let (gy, ga) = (&mut gy[local.clone()], &mut ga[local.clone()]);
-                let (gb0, gb1) = (&mut gb0[local.clone()], &mut gb1[local]);
-                cut!(n; y, a, b0, b1, zx, ry, g0, g1, da, du, d_a, r_y, r_b0, r_b1);
-                cut_mut!(n; d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1);
-                let (acc_ry, acc_ra, acc_rb0, acc_rb1) = (
-                    &mut acc.r_y[..n],
-                    &mut acc.r_a[..n],
-                    &mut acc.r_b0[..n],
-                    &mut acc.r_b1[..n],
-                );
-                for j in 0..n {
-                    let z = relu(zx[j]);
-                    let rec = if c.rectified { relu(ry[j]) } else { ry[j] };
-                    let a_pos = relu(a[j]);
-                    let sqrt_a = a_pos.sqrt();
-                    let gate = -sqrt_a + 1.0;
-                    let y_act = if c.rectified { relu(y[j]) } else { y[j] };
-                    let y_sq = y_act * y_act;
-                    let dy = b1[j] * z + gate * rec - y[j];
-
-                    // Step ratios: r ⊙ Δ, so ∂/∂r = Σ_batch Δ ⊙ ḡ'.
-                    acc_ry[j] += dy * gy[j];
-                    acc_ra[j] += da[j] * ga[j];
-                    acc_rb0[j] += (g0[j] - b0[j]) * gb0[j];
-                    acc_rb1[j] += (g1[j] - b1[j]) * gb1[j];
-
-                    let d_y = r_y[j] * gy[j];
-                    let d_g0 = r_b0[j] * gb0[j];
-                    let d_g1 = r_b1[j] * gb1[j];
-                    let mut dr = d_y * gate;
-                    if c.rectified && ry[j] <= 0.0 {
-                        dr = 0.0;
-                    }
-                    d_rec[j] = dr;
-                    d_h0[j] = d_g0 * g0[j] * (-g0[j] + 1.0);
-                    d_h1[j] = d_g1 * g1[j] * (-g1[j] + 1.0);
-                    dz[j] = if zx[j] <= 0.0 { 0.0 } else { d_y * b1[j] };
-
-                    let d_a_pos = if a[j] <= 0.0 {
-                        0.0
-                    } else {
-                        -(d_y * rec) / (sqrt_a * 2.0) + du[j] * y_sq
+                let inputs = RowIn {
+                    y: &tape.y[row.clone()],
+                    a: &tape.a[row.clone()],
+                    b0: &tape.b0[row.clone()],
+                    b1: &tape.b1[row.clone()],
+                    zx: &tape.zx[row.clone()],
+                    ry: &tape.ry[row.clone()],
+                    g0: &tape.g0[row.clone()],
+                    g1: &tape.g1[row.clone()],
+                    da: &tape.da[row],
+                    du: &d_u[local.clone()],
+                    d_a: &d_pool[sb + r * n..sb + (r + 1) * n],
+                    r_y,
+                    r_b0,
+                    r_b1,
+                };
+                // The model's variant as a constant, so that each loop is compiled without
+                // the other's branches; the copy compiled for this CPU's vector instructions.
+                macro_rules! row_back {
+                    ($rectified:literal) => {
+                        by_isa!(
+                            isa,
+                            backward_row_avx512::<$rectified>,
+                            backward_row_avx2::<$rectified>,
+                            backward_row_baseline::<$rectified>,
+                            (
+                                sigma2,
+                                &inputs,
+                                d_rec,
+                                d_h0,
+                                d_h1,
+                                &mut d_zx[sb + r * n..sb + (r + 1) * n],
+                                &mut gy[local.clone()],
+                                &mut ga[local.clone()],
+                                &mut gb0[local.clone()],
+                                &mut gb1[local],
+                                &mut acc.r_y,
+                                &mut acc.r_a,
+                                &mut acc.r_b0,
+                                &mut acc.r_b1,
+                            )
+                        )
                     };
-                    let mut d_y_act = du[j] * a_pos * y_act * 2.0;
-                    if c.rectified && y[j] <= 0.0 {
-                        d_y_act = 0.0;
-                    }
-                    // The products with the weights are added below.
-                    gy[j] = gy[j] - d_y + d_y_act;
-                    ga[j] = ga[j] - d_a[j] + d_a_pos;
-                    gb0[j] = gb0[j] - r_b0[j] * gb0[j] + b0[j] * d_a[j] * sigma2;
-                    gb1[j] = gb1[j] - r_b1[j] * gb1[j] + z * d_y;
+                }
+                if c.rectified {
+                    row_back!(true)
+                } else {
+                    row_back!(false)
                 }
             }
             let deltas = Mat::new(&d_from_y, slot * rows * 3 * n, rows, 3 * n);
@@ -512,6 +493,130 @@ fn backward_shard_body(
     acc
 }
 
+/// What [`backward_row`] reads: one row of the tape at a step, the pool's deltas, the
+/// step ratios.
+struct RowIn<'a> {
+    y: &'a [f32],
+    a: &'a [f32],
+    b0: &'a [f32],
+    b1: &'a [f32],
+    zx: &'a [f32],
+    ry: &'a [f32],
+    g0: &'a [f32],
+    g1: &'a [f32],
+    da: &'a [f32],
+    du: &'a [f32],
+    d_a: &'a [f32],
+    r_y: &'a [f32],
+    r_b0: &'a [f32],
+    r_b1: &'a [f32],
+}
+
+/// The element-wise part of one row's step back: the deltas of the products, the gradients
+/// of the state before the step (before the products with the weights are added) and the
+/// step ratios' gradient sums. It runs through the copies [`row_copies`] makes of it, one
+/// per instruction set (see there for why).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_row<const RECTIFIED: bool>(
+    sigma2: f32,
+    inputs: &RowIn,
+    d_rec: &mut [f32],
+    d_h0: &mut [f32],
+    d_h1: &mut [f32],
+    dz: &mut [f32],
+    gy: &mut [f32],
+    ga: &mut [f32],
+    gb0: &mut [f32],
+    gb1: &mut [f32],
+    acc_ry: &mut [f32],
+    acc_ra: &mut [f32],
+    acc_rb0: &mut [f32],
+    acc_rb1: &mut [f32],
+) {
+    let RowIn {
+        y,
+        a,
+        b0,
+        b1,
+        zx,
+        ry,
+        g0,
+        g1,
+        da,
+        du,
+        d_a,
+        r_y,
+        r_b0,
+        r_b1,
+    } = *inputs;
+    let n = gy.len();
+    cut!(n; y, a, b0, b1, zx, ry, g0, g1, da, du, d_a, r_y, r_b0, r_b1);
+    cut_mut!(n; d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, acc_ry, acc_ra, acc_rb0, acc_rb1);
+    for j in 0..n {
+        let z = relu(zx[j]);
+        let rec = if RECTIFIED { relu(ry[j]) } else { ry[j] };
+        let a_pos = relu(a[j]);
+        let sqrt_a = a_pos.sqrt();
+        let gate = -sqrt_a + 1.0;
+        let y_act = if RECTIFIED { relu(y[j]) } else { y[j] };
+        let y_sq = y_act * y_act;
+        let dy = b1[j] * z + gate * rec - y[j];
+
+        // Step ratios: r ⊙ Δ, so ∂/∂r = Σ_batch Δ ⊙ ḡ'.
+        acc_ry[j] += dy * gy[j];
+        acc_ra[j] += da[j] * ga[j];
+        acc_rb0[j] += (g0[j] - b0[j]) * gb0[j];
+        acc_rb1[j] += (g1[j] - b1[j]) * gb1[j];
+
+        let d_y = r_y[j] * gy[j];
+        let d_g0 = r_b0[j] * gb0[j];
+        let d_g1 = r_b1[j] * gb1[j];
+        let mut dr = d_y * gate;
+        if RECTIFIED && ry[j] <= 0.0 {
+            dr = 0.0;
+        }
+        d_rec[j] = dr;
+        d_h0[j] = d_g0 * g0[j] * (-g0[j] + 1.0);
+        d_h1[j] = d_g1 * g1[j] * (-g1[j] + 1.0);
+        dz[j] = if zx[j] <= 0.0 { 0.0 } else { d_y * b1[j] };
+
+        let d_a_pos = if a[j] <= 0.0 {
+            0.0
+        } else {
+            -(d_y * rec) / (sqrt_a * 2.0) + du[j] * y_sq
+        };
+        let mut d_y_act = du[j] * a_pos * y_act * 2.0;
+        if RECTIFIED && y[j] <= 0.0 {
+            d_y_act = 0.0;
+        }
+        // The products with the weights are added below.
+        gy[j] = gy[j] - d_y + d_y_act;
+        ga[j] = ga[j] - d_a[j] + d_a_pos;
+        gb0[j] = gb0[j] - r_b0[j] * gb0[j] + b0[j] * d_a[j] * sigma2;
+        gb1[j] = gb1[j] - r_b1[j] * gb1[j] + z * d_y;
+    }
+}
+
+row_copies!(
+    backward_row<const RECTIFIED: bool>(
+        sigma2: f32,
+        inputs: &RowIn,
+        d_rec: &mut [f32],
+        d_h0: &mut [f32],
+        d_h1: &mut [f32],
+        dz: &mut [f32],
+        gy: &mut [f32],
+        ga: &mut [f32],
+        gb0: &mut [f32],
+        gb1: &mut [f32],
+        acc_ry: &mut [f32],
+        acc_ra: &mut [f32],
+        acc_rb0: &mut [f32],
+        acc_rb1: &mut [f32],
+    ) => backward_row_avx512, backward_row_avx2, backward_row_baseline
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +633,70 @@ mod tests {
             w,
             sigma_sq: 0.01,
             rectified: true,
+        }
+    }
+
+    /// Every compiled copy of the row's step back this CPU can run gives the same bits as
+    /// the baseline copy, for both variants of the model, with inputs on both sides of every
+    /// branch (`a`, `W_r y`, `W_zx x` and `y` below and above zero). The equivalence tests
+    /// against autodiff run whichever copy the CPU picks; this covers the others.
+    #[test]
+    fn every_copy_of_the_row_step_back_agrees() {
+        let n = 37; // not a multiple of any vector width: the loops' remainders run too
+        let value = |k: usize, i: usize| ((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0;
+        let ins: Vec<Vec<f32>> = (0..14)
+            .map(|k| (0..n).map(|i| value(k, i)).collect())
+            .collect();
+        let inputs = RowIn {
+            y: &ins[0],
+            a: &ins[1],
+            b0: &ins[2],
+            b1: &ins[3],
+            zx: &ins[4],
+            ry: &ins[5],
+            g0: &ins[6],
+            g1: &ins[7],
+            da: &ins[8],
+            du: &ins[9],
+            d_a: &ins[10],
+            r_y: &ins[11],
+            r_b0: &ins[12],
+            r_b1: &ins[13],
+        };
+        let run = |isa: Isa, rectified: bool| {
+            let mut outs: Vec<Vec<f32>> = (0..12)
+                .map(|k| (0..n).map(|i| value(20 + k, i)).collect())
+                .collect();
+            let [d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra, rb0, rb1] = &mut outs[..] else {
+                unreachable!("twelve outputs")
+            };
+            let args = (d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra, rb0, rb1);
+            macro_rules! call {
+                ($rectified:literal) => {
+                    by_isa!(
+                        isa,
+                        backward_row_avx512::<$rectified>,
+                        backward_row_avx2::<$rectified>,
+                        backward_row_baseline::<$rectified>,
+                        (
+                            0.02, &inputs, args.0, args.1, args.2, args.3, args.4, args.5, args.6,
+                            args.7, args.8, args.9, args.10, args.11
+                        )
+                    )
+                };
+            }
+            if rectified {
+                call!(true)
+            } else {
+                call!(false)
+            }
+            outs
+        };
+        for rectified in [false, true] {
+            let want = run(Isa::Baseline, rectified);
+            for isa in Isa::available() {
+                assert_eq!(run(isa, rectified), want, "{isa:?}, rectified {rectified}");
+            }
         }
     }
 

@@ -66,3 +66,105 @@ impl Drop for FlushSubnormals {
         };
     }
 }
+
+/// The instruction sets [`row_copies`] compiles a kernel's row function for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Isa {
+    /// AVX-512 (F, VL, DQ, BW) with AVX2 and FMA: x86-64-v4.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// AVX2 and FMA: x86-64-v3.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// The target's baseline.
+    Baseline,
+}
+
+impl Isa {
+    /// The widest of them this CPU runs (`std` caches what it detects).
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            if avx2 && has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
+                return Isa::Avx512;
+            }
+            if avx2 {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Baseline
+    }
+
+    /// Every instruction set this CPU runs, the baseline first.
+    #[cfg(test)]
+    pub(crate) fn available() -> Vec<Self> {
+        let mut all = vec![Isa::Baseline];
+        #[cfg(target_arch = "x86_64")]
+        match Isa::detect() {
+            Isa::Avx512 => all.extend([Isa::Avx2, Isa::Avx512]),
+            Isa::Avx2 => all.push(Isa::Avx2),
+            Isa::Baseline => {}
+        }
+        all
+    }
+}
+
+/// Copies of an `#[inline(always)]` row function `$body`, one per [`Isa`], each a function of
+/// its own (`#[inline(never)]`) compiled for its instruction set; [`by_isa`] calls the one
+/// the CPU runs.
+///
+/// Why not a loop inline in the kernel, inside [`vectorized`]: a row function receives
+/// everything it writes as separate `&mut` parameters, which Rust marks as aliasing nothing
+/// else. Written inline among a step's dozens of slices, the backward passes' loops (which
+/// read and update many arrays at once) were left scalar by LLVM, which could not rule out
+/// overlaps between them; a profile showed scalar `vaddss`/`vmulss` taking a fifth of the
+/// sMNIST step and two fifths of the LSTM step. As functions of their own they run 16
+/// lanes wide on AVX-512. The copies compute the same bits (no contraction into FMAs).
+macro_rules! row_copies {
+    (
+        $body:ident $(<const $c:ident: $ct:ty>)? ($($arg:ident: $ty:ty),* $(,)?)
+        => $avx512:ident, $avx2:ident, $baseline:ident
+    ) => {
+        $crate::kernels::simd::row_copies!(
+            @one $body $(<$c: $ct>)? ($($arg: $ty),*) $baseline
+        );
+        #[cfg(target_arch = "x86_64")]
+        $crate::kernels::simd::row_copies!(
+            @one $body $(<$c: $ct>)? ($($arg: $ty),*) $avx2, "avx2,fma"
+        );
+        #[cfg(target_arch = "x86_64")]
+        $crate::kernels::simd::row_copies!(
+            @one $body $(<$c: $ct>)? ($($arg: $ty),*) $avx512,
+            "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"
+        );
+    };
+    (
+        @one $body:ident $(<$c:ident: $ct:ty>)? ($($arg:ident: $ty:ty),*)
+        $name:ident $(, $features:literal)?
+    ) => {
+        $(#[target_feature(enable = $features)])?
+        #[inline(never)]
+        #[allow(clippy::too_many_arguments)]
+        fn $name $(<const $c: $ct>)? ($($arg: $ty),*) {
+            $body $(::<$c>)? ($($arg),*)
+        }
+    };
+}
+
+/// Calls the copy of a [`row_copies`] function that `isa` names: `by_isa!(isa, avx512,
+/// avx2, baseline, (arguments))`.
+macro_rules! by_isa {
+    ($isa:expr, $avx512:expr, $avx2:expr, $baseline:expr, ($($arg:expr),* $(,)?)) => {
+        match $isa {
+            // SAFETY: `Isa::detect` found the instructions each copy is compiled for.
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::simd::Isa::Avx512 => unsafe { $avx512($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::simd::Isa::Avx2 => unsafe { $avx2($($arg),*) },
+            $crate::kernels::simd::Isa::Baseline => $baseline($($arg),*),
+        }
+    };
+}
+pub(crate) use {by_isa, row_copies};
