@@ -7,7 +7,8 @@
 //! [`static_step`] (a static classifier's training step) with [`algorithm1`] (the fixed
 //! point of a learned `W_r`), [`adam`] (the optimizer step in one pass), and their shared
 //! primitives: [`mat`] (checked matrix views and products), [`elementwise`], [`simd`] (the
-//! one run-time choice of vector instructions), [`threads`] (shards of the batch),
+//! run-time choice of vector instructions: loops run inside a dispatched closure, or
+//! row functions compiled once per instruction set), [`threads`] (shards of the batch),
 //! [`pool`] (buffers reused between calls). `cube` (cargo feature `wgpu`) holds the GPU
 //! counterpart of [`sequence`]: the step's element-wise work as CubeCL kernels.
 

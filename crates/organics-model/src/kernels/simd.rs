@@ -4,8 +4,10 @@
 //! The crate is built for the x86-64 baseline (4-lane SSE), so the element-wise loops of
 //! the kernels run 8 or 16 lanes wide only inside a function compiled for AVX2 or AVX-512.
 //! `pulp` (the crate behind `gemm` and `faer`'s own dispatch) detects the CPU once and
-//! runs a closure inside such a function. Multiplies and adds are never contracted into FMAs by Rust, so
-//! the results are bit-identical whichever instruction set runs.
+//! runs a closure inside such a function ([`vectorized`]). Loops that read and update many
+//! arrays at once are written as row functions instead, compiled once per instruction set
+//! ([`row_copies`], [`by_isa`]: see there for why). Multiplies and adds are never contracted
+//! into FMAs by Rust, so the results are bit-identical whichever instruction set runs.
 
 /// Runs `f` compiled for the best instruction set the CPU has (x86-64-v4: AVX-512;
 /// x86-64-v3: AVX2 and FMA; otherwise the baseline).
