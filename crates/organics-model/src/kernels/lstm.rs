@@ -341,53 +341,11 @@ struct RowIn<'a> {
     c_next: &'a [f32],
 }
 
-/// The element-wise part of one row's step back: the gates' pre-activation deltas, the cell
-/// state's gradient before the step, and the biases' gradient sums. It runs through the
-/// copies [`row_copies`] makes of it, one per instruction set (see there for why).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn backward_row(
-    inputs: &RowIn,
-    d_i: &mut [f32],
-    d_f: &mut [f32],
-    d_o: &mut [f32],
-    d_g: &mut [f32],
-    gh: &mut [f32],
-    gc: &mut [f32],
-    b_i: &mut [f32],
-    b_f: &mut [f32],
-    b_o: &mut [f32],
-    b_g: &mut [f32],
-) {
-    let RowIn {
-        i,
-        f,
-        o,
-        g,
-        c_prev,
-        c_next,
-    } = *inputs;
-    let n = gh.len();
-    cut!(n; i, f, o, g, c_prev, c_next);
-    cut_mut!(n; d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g);
-    for j in 0..n {
-        let tc = tanh(c_next[j]);
-        let d_out = gh[j] * tc;
-        let g_cell = gc[j] + gh[j] * o[j] * (-(tc * tc) + 1.0);
-        d_i[j] = g_cell * g[j] * i[j] * (-i[j] + 1.0);
-        d_f[j] = g_cell * c_prev[j] * f[j] * (-f[j] + 1.0);
-        d_o[j] = d_out * o[j] * (-o[j] + 1.0);
-        d_g[j] = g_cell * i[j] * (-(g[j] * g[j]) + 1.0);
-        gc[j] = g_cell * f[j];
-        b_i[j] += d_i[j];
-        b_f[j] += d_f[j];
-        b_o[j] += d_o[j];
-        b_g[j] += d_g[j];
-    }
-}
-
-row_copies!(
-    backward_row(
+row_copies! {
+    /// The element-wise part of one row's step back: the gates' pre-activation deltas, the cell
+    /// state's gradient before the step, and the biases' gradient sums. It runs through the
+    /// copies [`row_copies`] makes of it, one per instruction set (see there for why).
+    fn backward_row(
         inputs: &RowIn,
         d_i: &mut [f32],
         d_f: &mut [f32],
@@ -399,8 +357,35 @@ row_copies!(
         b_f: &mut [f32],
         b_o: &mut [f32],
         b_g: &mut [f32],
-    ) => backward_row_avx512, backward_row_avx2, backward_row_baseline
-);
+    ) {
+        let RowIn {
+            i,
+            f,
+            o,
+            g,
+            c_prev,
+            c_next,
+        } = *inputs;
+        let n = gh.len();
+        cut!(n; i, f, o, g, c_prev, c_next);
+        cut_mut!(n; d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g);
+        for j in 0..n {
+            let tc = tanh(c_next[j]);
+            let d_out = gh[j] * tc;
+            let g_cell = gc[j] + gh[j] * o[j] * (-(tc * tc) + 1.0);
+            d_i[j] = g_cell * g[j] * i[j] * (-i[j] + 1.0);
+            d_f[j] = g_cell * c_prev[j] * f[j] * (-f[j] + 1.0);
+            d_o[j] = d_out * o[j] * (-o[j] + 1.0);
+            d_g[j] = g_cell * i[j] * (-(g[j] * g[j]) + 1.0);
+            gc[j] = g_cell * f[j];
+            b_i[j] += d_i[j];
+            b_f[j] += d_f[j];
+            b_o[j] += d_o[j];
+            b_g[j] += d_g[j];
+        }
+    }
+    => backward_row_avx512, backward_row_avx2, backward_row_baseline
+}
 
 #[cfg(test)]
 mod tests {

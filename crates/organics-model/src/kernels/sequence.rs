@@ -512,94 +512,12 @@ struct RowIn<'a> {
     r_b1: &'a [f32],
 }
 
-/// The element-wise part of one row's step back: the deltas of the products, the gradients
-/// of the state before the step (before the products with the weights are added) and the
-/// step ratios' gradient sums. It runs through the copies [`row_copies`] makes of it, one
-/// per instruction set (see there for why).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn backward_row<const RECTIFIED: bool>(
-    sigma2: f32,
-    inputs: &RowIn,
-    d_rec: &mut [f32],
-    d_h0: &mut [f32],
-    d_h1: &mut [f32],
-    dz: &mut [f32],
-    gy: &mut [f32],
-    ga: &mut [f32],
-    gb0: &mut [f32],
-    gb1: &mut [f32],
-    acc_ry: &mut [f32],
-    acc_ra: &mut [f32],
-    acc_rb0: &mut [f32],
-    acc_rb1: &mut [f32],
-) {
-    let RowIn {
-        y,
-        a,
-        b0,
-        b1,
-        zx,
-        ry,
-        g0,
-        g1,
-        da,
-        du,
-        d_a,
-        r_y,
-        r_b0,
-        r_b1,
-    } = *inputs;
-    let n = gy.len();
-    cut!(n; y, a, b0, b1, zx, ry, g0, g1, da, du, d_a, r_y, r_b0, r_b1);
-    cut_mut!(n; d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, acc_ry, acc_ra, acc_rb0, acc_rb1);
-    for j in 0..n {
-        let z = relu(zx[j]);
-        let rec = if RECTIFIED { relu(ry[j]) } else { ry[j] };
-        let a_pos = relu(a[j]);
-        let sqrt_a = a_pos.sqrt();
-        let gate = -sqrt_a + 1.0;
-        let y_act = if RECTIFIED { relu(y[j]) } else { y[j] };
-        let y_sq = y_act * y_act;
-        let dy = b1[j] * z + gate * rec - y[j];
-
-        // Step ratios: r ⊙ Δ, so ∂/∂r = Σ_batch Δ ⊙ ḡ'.
-        acc_ry[j] += dy * gy[j];
-        acc_ra[j] += da[j] * ga[j];
-        acc_rb0[j] += (g0[j] - b0[j]) * gb0[j];
-        acc_rb1[j] += (g1[j] - b1[j]) * gb1[j];
-
-        let d_y = r_y[j] * gy[j];
-        let d_g0 = r_b0[j] * gb0[j];
-        let d_g1 = r_b1[j] * gb1[j];
-        let mut dr = d_y * gate;
-        if RECTIFIED && ry[j] <= 0.0 {
-            dr = 0.0;
-        }
-        d_rec[j] = dr;
-        d_h0[j] = d_g0 * g0[j] * (-g0[j] + 1.0);
-        d_h1[j] = d_g1 * g1[j] * (-g1[j] + 1.0);
-        dz[j] = if zx[j] <= 0.0 { 0.0 } else { d_y * b1[j] };
-
-        let d_a_pos = if a[j] <= 0.0 {
-            0.0
-        } else {
-            -(d_y * rec) / (sqrt_a * 2.0) + du[j] * y_sq
-        };
-        let mut d_y_act = du[j] * a_pos * y_act * 2.0;
-        if RECTIFIED && y[j] <= 0.0 {
-            d_y_act = 0.0;
-        }
-        // The products with the weights are added below.
-        gy[j] = gy[j] - d_y + d_y_act;
-        ga[j] = ga[j] - d_a[j] + d_a_pos;
-        gb0[j] = gb0[j] - r_b0[j] * gb0[j] + b0[j] * d_a[j] * sigma2;
-        gb1[j] = gb1[j] - r_b1[j] * gb1[j] + z * d_y;
-    }
-}
-
-row_copies!(
-    backward_row<const RECTIFIED: bool>(
+row_copies! {
+    /// The element-wise part of one row's step back: the deltas of the products, the gradients
+    /// of the state before the step (before the products with the weights are added) and the
+    /// step ratios' gradient sums. It runs through the copies [`row_copies`] makes of it, one
+    /// per instruction set (see there for why).
+    fn backward_row<const RECTIFIED: bool>(
         sigma2: f32,
         inputs: &RowIn,
         d_rec: &mut [f32],
@@ -614,8 +532,72 @@ row_copies!(
         acc_ra: &mut [f32],
         acc_rb0: &mut [f32],
         acc_rb1: &mut [f32],
-    ) => backward_row_avx512, backward_row_avx2, backward_row_baseline
-);
+    ) {
+        let RowIn {
+            y,
+            a,
+            b0,
+            b1,
+            zx,
+            ry,
+            g0,
+            g1,
+            da,
+            du,
+            d_a,
+            r_y,
+            r_b0,
+            r_b1,
+        } = *inputs;
+        let n = gy.len();
+        cut!(n; y, a, b0, b1, zx, ry, g0, g1, da, du, d_a, r_y, r_b0, r_b1);
+        cut_mut!(n; d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, acc_ry, acc_ra, acc_rb0, acc_rb1);
+        for j in 0..n {
+            let z = relu(zx[j]);
+            let rec = if RECTIFIED { relu(ry[j]) } else { ry[j] };
+            let a_pos = relu(a[j]);
+            let sqrt_a = a_pos.sqrt();
+            let gate = -sqrt_a + 1.0;
+            let y_act = if RECTIFIED { relu(y[j]) } else { y[j] };
+            let y_sq = y_act * y_act;
+            let dy = b1[j] * z + gate * rec - y[j];
+
+            // Step ratios: r ⊙ Δ, so ∂/∂r = Σ_batch Δ ⊙ ḡ'.
+            acc_ry[j] += dy * gy[j];
+            acc_ra[j] += da[j] * ga[j];
+            acc_rb0[j] += (g0[j] - b0[j]) * gb0[j];
+            acc_rb1[j] += (g1[j] - b1[j]) * gb1[j];
+
+            let d_y = r_y[j] * gy[j];
+            let d_g0 = r_b0[j] * gb0[j];
+            let d_g1 = r_b1[j] * gb1[j];
+            let mut dr = d_y * gate;
+            if RECTIFIED && ry[j] <= 0.0 {
+                dr = 0.0;
+            }
+            d_rec[j] = dr;
+            d_h0[j] = d_g0 * g0[j] * (-g0[j] + 1.0);
+            d_h1[j] = d_g1 * g1[j] * (-g1[j] + 1.0);
+            dz[j] = if zx[j] <= 0.0 { 0.0 } else { d_y * b1[j] };
+
+            let d_a_pos = if a[j] <= 0.0 {
+                0.0
+            } else {
+                -(d_y * rec) / (sqrt_a * 2.0) + du[j] * y_sq
+            };
+            let mut d_y_act = du[j] * a_pos * y_act * 2.0;
+            if RECTIFIED && y[j] <= 0.0 {
+                d_y_act = 0.0;
+            }
+            // The products with the weights are added below.
+            gy[j] = gy[j] - d_y + d_y_act;
+            ga[j] = ga[j] - d_a[j] + d_a_pos;
+            gb0[j] = gb0[j] - r_b0[j] * gb0[j] + b0[j] * d_a[j] * sigma2;
+            gb1[j] = gb1[j] - r_b1[j] * gb1[j] + z * d_y;
+        }
+    }
+    => backward_row_avx512, backward_row_avx2, backward_row_baseline
+}
 
 #[cfg(test)]
 mod tests {

@@ -113,9 +113,9 @@ impl Isa {
     }
 }
 
-/// Copies of an `#[inline(always)]` row function `$body`, one per [`Isa`], each a function of
-/// its own (`#[inline(never)]`) compiled for its instruction set; [`by_isa`] calls the one
-/// the CPU runs.
+/// A row function `$body`, `#[inline(always)]`, and copies of it, one per [`Isa`], each a
+/// function of its own (`#[inline(never)]`) compiled for its instruction set; [`by_isa`]
+/// calls the one the CPU runs.
 ///
 /// Why not a loop inline in the kernel, inside [`vectorized`]: a row function receives
 /// everything it writes as separate `&mut` parameters, which Rust marks as aliasing nothing
@@ -126,9 +126,15 @@ impl Isa {
 /// lanes wide on AVX-512. The copies compute the same bits (no contraction into FMAs).
 macro_rules! row_copies {
     (
-        $body:ident $(<const $c:ident: $ct:ty>)? ($($arg:ident: $ty:ty),* $(,)?)
+        $(#[$meta:meta])*
+        fn $body:ident $(<const $c:ident: $ct:ty>)? ($($arg:ident: $ty:ty),* $(,)?) $block:block
         => $avx512:ident, $avx2:ident, $baseline:ident
     ) => {
+        $(#[$meta])*
+        #[inline(always)]
+        #[allow(clippy::too_many_arguments)]
+        fn $body $(<const $c: $ct>)? ($($arg: $ty),*) $block
+
         $crate::kernels::simd::row_copies!(
             @one $body $(<$c: $ct>)? ($($arg: $ty),*) $baseline
         );
