@@ -3,8 +3,8 @@
 //! tape) and reading it once (the backward pass reading the tape back), in `f32` loops the
 //! compiler vectorises, as the kernels' element-wise passes are.
 //!
-//! The non-temporal write is the third line: stores that skip reading each line in first,
-//! what a tape written once and read back only at the end of the sequence could use.
+//! The second measurement is the non-temporal write: stores that skip reading each line in
+//! first, what a tape written once and read back only at the end of the sequence could use.
 //!
 //! `cargo run --example memory_bandwidth` (from the repository root: the workspace's dev
 //! profile optimises this crate). docs/SPEED.md ("distance to the limit") divides the
@@ -19,6 +19,8 @@ const LEN: usize = 1 << 28;
 /// Seconds for one pass of `f` over a fresh buffer on each core at once (the slowest
 /// core's time: the cores of a training step wait for each other).
 fn all_cores(cores: usize, f: fn(&mut [f32]) -> f32) -> f64 {
+    // Every pass starts on all cores at once, so that each is timed while the others stream.
+    let together = &std::sync::Barrier::new(cores);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..cores)
             .map(|_| {
@@ -27,6 +29,7 @@ fn all_cores(cores: usize, f: fn(&mut [f32]) -> f32) -> f64 {
                     let mut buf = vec![1.0f32; LEN];
                     let mut best = f64::INFINITY;
                     for _ in 0..3 {
+                        together.wait();
                         let start = Instant::now();
                         black_box(f(black_box(&mut buf)));
                         best = best.min(start.elapsed().as_secs_f64());
@@ -67,7 +70,8 @@ fn write_streaming(buf: &mut [f32]) -> f32 {
 #[target_feature(enable = "avx512f")]
 unsafe fn stream(buf: &mut [f32]) {
     use std::arch::x86_64::*;
-    // SAFETY: `align_to_mut` yields a middle part of 64-byte-aligned 16-float chunks.
+    // SAFETY: `align_to_mut` yields a middle part of 64-byte-aligned 16-float chunks; every
+    // bit pattern is a valid value both as 16 `f32` and as an `__m512`.
     let (head, middle, tail) = unsafe { buf.align_to_mut::<__m512>() };
     head.fill(1.0);
     tail.fill(1.0);

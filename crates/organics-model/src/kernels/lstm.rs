@@ -17,6 +17,8 @@ use crate::kernels::elementwise::{sigmoid, tanh, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
 use crate::kernels::simd::{Isa, by_isa, row_copies, vectorized};
+#[cfg(test)]
+use crate::kernels::simd::{TEST_ROW_LENGTHS, bits, test_row};
 use crate::kernels::threads::{first_rows, on_threads, shard_rows, time_major_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
@@ -407,42 +409,39 @@ mod tests {
     }
 
     /// Every compiled copy of the row's step back this CPU can run gives the same bits as
-    /// the baseline copy (the equivalence tests against autodiff run only the copy the CPU
-    /// picks).
+    /// the baseline copy, at lengths that run the vector loops and their remainders (the
+    /// equivalence tests against autodiff run only the copy the CPU picks).
     #[test]
     fn every_copy_of_the_row_step_back_agrees() {
-        let n = 37; // not a multiple of any vector width: the loops' remainders run too
-        let value = |k: usize, i: usize| ((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0;
-        let ins: Vec<Vec<f32>> = (0..6)
-            .map(|k| (0..n).map(|i| value(k, i)).collect())
-            .collect();
-        let inputs = RowIn {
-            i: &ins[0],
-            f: &ins[1],
-            o: &ins[2],
-            g: &ins[3],
-            c_prev: &ins[4],
-            c_next: &ins[5],
-        };
-        let run = |isa: Isa| {
-            let mut outs: Vec<Vec<f32>> = (0..10)
-                .map(|k| (0..n).map(|i| value(10 + k, i)).collect())
-                .collect();
-            let [d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g] = &mut outs[..] else {
-                unreachable!("ten outputs")
+        for n in TEST_ROW_LENGTHS {
+            let ins: Vec<Vec<f32>> = (0..6).map(|k| test_row(k, n)).collect();
+            let inputs = RowIn {
+                i: &ins[0],
+                f: &ins[1],
+                o: &ins[2],
+                g: &ins[3],
+                c_prev: &ins[4],
+                c_next: &ins[5],
             };
-            by_isa!(
-                isa,
-                backward_row_avx512,
-                backward_row_avx2,
-                backward_row_baseline,
-                (&inputs, d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g)
-            );
-            outs
-        };
-        let want = run(Isa::Baseline);
-        for isa in Isa::available() {
-            assert_eq!(run(isa), want, "{isa:?}");
+            let run = |isa: Isa| {
+                let mut outs: Vec<Vec<f32>> = (0..10).map(|k| test_row(10 + k, n)).collect();
+                let [d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g] = &mut outs[..] else {
+                    unreachable!("ten outputs")
+                };
+                by_isa!(
+                    isa,
+                    backward_row_avx512,
+                    backward_row_avx2,
+                    backward_row_baseline,
+                    (&inputs, d_i, d_f, d_o, d_g, gh, gc, b_i, b_f, b_o, b_g)
+                );
+                bits(&outs)
+            };
+            let isas = Isa::available();
+            let want = run(isas[0]);
+            for &isa in &isas[1..] {
+                assert!(run(isa) == want, "{isa:?}, n {n}");
+            }
         }
     }
 

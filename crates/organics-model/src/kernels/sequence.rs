@@ -22,6 +22,8 @@ use crate::kernels::elementwise::{relu, sigmoid, transpose};
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
 use crate::kernels::simd::{Isa, by_isa, row_copies, vectorized};
+#[cfg(test)]
+use crate::kernels::simd::{TEST_ROW_LENGTHS, bits, test_row};
 use crate::kernels::threads::{first_rows, on_threads, shard_rows, time_major_rows};
 
 /// Steps whose weight gradients are accumulated in one product.
@@ -619,65 +621,64 @@ mod tests {
     }
 
     /// Every compiled copy of the row's step back this CPU can run gives the same bits as
-    /// the baseline copy, for both variants of the model, with inputs on both sides of every
-    /// branch (`a`, `W_r y`, `W_zx x` and `y` below and above zero). The equivalence tests
-    /// against autodiff run whichever copy the CPU picks; this covers the others.
+    /// the baseline copy, for both variants of the model, at lengths that run the vector
+    /// loops and their remainders, with inputs on both sides of every branch (`a`, `W_r y`,
+    /// `W_zx x` and `y` below, at and above zero). The equivalence tests against autodiff
+    /// run whichever copy the CPU picks; this covers the others.
     #[test]
     fn every_copy_of_the_row_step_back_agrees() {
-        let n = 37; // not a multiple of any vector width: the loops' remainders run too
-        let value = |k: usize, i: usize| ((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0;
-        let ins: Vec<Vec<f32>> = (0..14)
-            .map(|k| (0..n).map(|i| value(k, i)).collect())
-            .collect();
-        let inputs = RowIn {
-            y: &ins[0],
-            a: &ins[1],
-            b0: &ins[2],
-            b1: &ins[3],
-            zx: &ins[4],
-            ry: &ins[5],
-            g0: &ins[6],
-            g1: &ins[7],
-            da: &ins[8],
-            du: &ins[9],
-            d_a: &ins[10],
-            r_y: &ins[11],
-            r_b0: &ins[12],
-            r_b1: &ins[13],
-        };
-        let run = |isa: Isa, rectified: bool| {
-            let mut outs: Vec<Vec<f32>> = (0..12)
-                .map(|k| (0..n).map(|i| value(20 + k, i)).collect())
-                .collect();
-            let [d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra, rb0, rb1] = &mut outs[..] else {
-                unreachable!("twelve outputs")
+        for n in TEST_ROW_LENGTHS {
+            let ins: Vec<Vec<f32>> = (0..14).map(|k| test_row(k, n)).collect();
+            let inputs = RowIn {
+                y: &ins[0],
+                a: &ins[1],
+                b0: &ins[2],
+                b1: &ins[3],
+                zx: &ins[4],
+                ry: &ins[5],
+                g0: &ins[6],
+                g1: &ins[7],
+                da: &ins[8],
+                du: &ins[9],
+                d_a: &ins[10],
+                r_y: &ins[11],
+                r_b0: &ins[12],
+                r_b1: &ins[13],
             };
-            let args = (d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra, rb0, rb1);
-            macro_rules! call {
-                ($rectified:literal) => {
-                    by_isa!(
-                        isa,
-                        backward_row_avx512::<$rectified>,
-                        backward_row_avx2::<$rectified>,
-                        backward_row_baseline::<$rectified>,
-                        (
-                            0.02, &inputs, args.0, args.1, args.2, args.3, args.4, args.5, args.6,
-                            args.7, args.8, args.9, args.10, args.11
-                        )
-                    )
+            let run = |isa: Isa, rectified: bool| {
+                let mut outs: Vec<Vec<f32>> = (0..12).map(|k| test_row(20 + k, n)).collect();
+                let [d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra, rb0, rb1] = &mut outs[..]
+                else {
+                    unreachable!("twelve outputs")
                 };
-            }
-            if rectified {
-                call!(true)
-            } else {
-                call!(false)
-            }
-            outs
-        };
-        for rectified in [false, true] {
-            let want = run(Isa::Baseline, rectified);
-            for isa in Isa::available() {
-                assert_eq!(run(isa, rectified), want, "{isa:?}, rectified {rectified}");
+                macro_rules! call {
+                    ($rectified:literal) => {
+                        by_isa!(
+                            isa,
+                            backward_row_avx512::<$rectified>,
+                            backward_row_avx2::<$rectified>,
+                            backward_row_baseline::<$rectified>,
+                            (
+                                0.02, &inputs, d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra,
+                                rb0, rb1
+                            )
+                        )
+                    };
+                }
+                if rectified {
+                    call!(true)
+                } else {
+                    call!(false)
+                }
+                bits(&outs)
+            };
+            let isas = Isa::available();
+            for rectified in [false, true] {
+                let want = run(isas[0], rectified);
+                for &isa in &isas[1..] {
+                    let got = run(isa, rectified);
+                    assert!(got == want, "{isa:?}, rectified {rectified}, n {n}");
+                }
             }
         }
     }
