@@ -423,39 +423,24 @@ fn backward_shard_body(
                     r_b0,
                     r_b1,
                 };
-                // The model's variant as a constant, so that each loop is compiled without
-                // the other's branches; the copy compiled for this CPU's vector instructions.
-                macro_rules! row_back {
-                    ($rectified:literal) => {
-                        by_isa!(
-                            isa,
-                            backward_row_avx512::<$rectified>,
-                            backward_row_avx2::<$rectified>,
-                            backward_row_baseline::<$rectified>,
-                            (
-                                sigma2,
-                                &inputs,
-                                d_rec,
-                                d_h0,
-                                d_h1,
-                                &mut d_zx[sb + r * n..sb + (r + 1) * n],
-                                &mut gy[local.clone()],
-                                &mut ga[local.clone()],
-                                &mut gb0[local.clone()],
-                                &mut gb1[local],
-                                &mut acc.r_y,
-                                &mut acc.r_a,
-                                &mut acc.r_b0,
-                                &mut acc.r_b1,
-                            )
-                        )
-                    };
-                }
-                if c.rectified {
-                    row_back!(true)
-                } else {
-                    row_back!(false)
-                }
+                row_back(
+                    isa,
+                    c.rectified,
+                    sigma2,
+                    &inputs,
+                    d_rec,
+                    d_h0,
+                    d_h1,
+                    &mut d_zx[sb + r * n..sb + (r + 1) * n],
+                    &mut gy[local.clone()],
+                    &mut ga[local.clone()],
+                    &mut gb0[local.clone()],
+                    &mut gb1[local],
+                    &mut acc.r_y,
+                    &mut acc.r_a,
+                    &mut acc.r_b0,
+                    &mut acc.r_b1,
+                );
             }
             let deltas = Mat::new(&d_from_y, slot * rows * 3 * n, rows, 3 * n);
             matmul(&mut gy, 0, n, deltas, w_y_t, true);
@@ -493,6 +478,45 @@ fn backward_shard_body(
         end = start;
     }
     acc
+}
+
+/// [`backward_row`] for the model's variant (a constant in each copy, so that each loop is
+/// compiled without the other's branches), in the copy compiled for `isa`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn row_back(
+    isa: Isa,
+    rectified: bool,
+    sigma2: f32,
+    inputs: &RowIn,
+    d_rec: &mut [f32],
+    d_h0: &mut [f32],
+    d_h1: &mut [f32],
+    dz: &mut [f32],
+    gy: &mut [f32],
+    ga: &mut [f32],
+    gb0: &mut [f32],
+    gb1: &mut [f32],
+    acc_ry: &mut [f32],
+    acc_ra: &mut [f32],
+    acc_rb0: &mut [f32],
+    acc_rb1: &mut [f32],
+) {
+    macro_rules! call {
+        ($rectified:literal) => {
+            by_isa!(
+                isa,
+                backward_row_avx512::<$rectified>,
+                backward_row_avx2::<$rectified>,
+                backward_row_baseline::<$rectified>,
+                (
+                    sigma2, inputs, d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, acc_ry, acc_ra,
+                    acc_rb0, acc_rb1
+                )
+            )
+        };
+    }
+    if rectified { call!(true) } else { call!(false) }
 }
 
 /// What [`backward_row`] reads: one row of the tape at a step, the pool's deltas, the
@@ -651,25 +675,10 @@ mod tests {
                 else {
                     unreachable!("twelve outputs")
                 };
-                macro_rules! call {
-                    ($rectified:literal) => {
-                        by_isa!(
-                            isa,
-                            backward_row_avx512::<$rectified>,
-                            backward_row_avx2::<$rectified>,
-                            backward_row_baseline::<$rectified>,
-                            (
-                                0.02, &inputs, d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra,
-                                rb0, rb1
-                            )
-                        )
-                    };
-                }
-                if rectified {
-                    call!(true)
-                } else {
-                    call!(false)
-                }
+                row_back(
+                    isa, rectified, 0.02, &inputs, d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra,
+                    rb0, rb1,
+                );
                 bits(&outs)
             };
             let isas = Isa::available();
