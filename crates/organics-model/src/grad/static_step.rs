@@ -161,7 +161,7 @@ impl StaticClassifier {
     /// The parameters and `images` as host `f32` arrays; `W = exp(L)`, `b0 = sigmoid(β0)`,
     /// `W_r = V / σ_max(V)` evaluated here (with each layer's parametrization, for `V̄`).
     /// Reading 3.6 MB of values is a copy per parameter, so the decoder and the images are
-    /// read on a second thread.
+    /// read on a second thread (rayon's, see [`crate::kernels::threads`]).
     #[allow(clippy::type_complexity)]
     fn to_host(
         &self,
@@ -207,27 +207,30 @@ impl StaticClassifier {
             Ok((host, spectral))
         };
         let decoder = &self.decoder;
-        std::thread::scope(|s| {
-            let other = s.spawn(move || -> Result<_, ModelError> {
-                let decoder = decoder.iter().map(linear).collect::<Result<Vec<_>, _>>()?;
-                Ok((decoder, to_f32(images)?))
+        let mut other = None;
+        let (encoder, layers, readout) = rayon::in_place_scope(|s| {
+            s.spawn(|_| {
+                other = Some((|| -> Result<_, ModelError> {
+                    let decoder = decoder.iter().map(linear).collect::<Result<Vec<_>, _>>()?;
+                    Ok((decoder, to_f32(images)?))
+                })());
             });
-            let encoder = self.encoder.iter().map(linear).collect::<Result<_, _>>();
-            let layers = self.layers.iter().map(layer).collect::<Result<Vec<_>, _>>();
-            let readout = linear(&self.readout);
-            // A panic while reading is a bug, not an input error: pass it on.
-            let (decoder, pixels) = other
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e))?;
-            let (layers, spectral) = layers?.into_iter().unzip();
-            let host = HostStatic {
-                encoder: encoder?,
-                decoder,
-                layers,
-                readout: readout?,
-            };
-            Ok((host, spectral, pixels))
-        })
+            (
+                self.encoder.iter().map(linear).collect::<Result<_, _>>(),
+                self.layers.iter().map(layer).collect::<Result<Vec<_>, _>>(),
+                linear(&self.readout),
+            )
+        });
+        // A panic while reading (a bug, not an input error) passed on at the scope's end.
+        let (decoder, pixels) = other.expect("the scope ran the spawned read")?;
+        let (layers, spectral) = layers?.into_iter().unzip();
+        let host = HostStatic {
+            encoder: encoder?,
+            decoder,
+            layers,
+            readout: readout?,
+        };
+        Ok((host, spectral, pixels))
     }
 }
 

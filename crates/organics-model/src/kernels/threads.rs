@@ -1,4 +1,14 @@
 //! The batch split over the cores: one shard of rows per core, each on its own thread.
+//!
+//! The threads are rayon's (the pool Burn's flex backend runs on), not new ones per call:
+//! the static step hands work to the other core four times in a few milliseconds, and a
+//! freshly spawned thread there often started only once the calling thread's own share
+//! was done (measured with timers: in 83 of 101 steps the second shard of the forward and
+//! backward phase began about 2 ms late, so that phase ran on one core), while a pool
+//! thread woken for the same work began within 0.15 ms in 100 of 101 (docs/SPEED.md,
+//! "What makes the static step faster").
+
+use rayon::prelude::*;
 
 /// The number of cores this process may use, looked up once: `available_parallelism`
 /// reads the cgroup quota files on every call (about 40 µs, measured), which added up to
@@ -51,24 +61,26 @@ pub(crate) fn time_major_rows(
     }
 }
 
-/// Runs `f` on every item on its own thread (the first on this one), results in order.
+/// Runs `f` on every item, the first on this thread and each other one as a job of rayon's
+/// pool, and returns the results in order. A panic in `f` (a bug, not an input error)
+/// passes on to the caller once every item has run.
 pub(crate) fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let mut items = items.into_iter();
-    let Some(first) = items.next() else {
-        return Vec::new();
-    };
+    let mut out: Vec<Option<R>> = items.iter().map(|_| None).collect();
     let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items.map(|it| s.spawn(move || f(it))).collect();
-        let mut out = vec![f(first)];
-        // A panic in `f` is a bug, not an input error: pass it on.
-        out.extend(
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
-        );
-        out
-    })
+    rayon::in_place_scope(|s| {
+        let mut slots = out.iter_mut();
+        let mut items = items.into_iter();
+        let first = items.next().zip(slots.next());
+        for (item, slot) in items.zip(slots) {
+            s.spawn(move |_| *slot = Some(f(item)));
+        }
+        if let Some((item, slot)) = first {
+            *slot = Some(f(item));
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("the scope returns once every job has filled its slot"))
+        .collect()
 }
 
 /// `f` over `items` on every available core, results in order. Eigenvalue problems of
@@ -80,23 +92,59 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
         return items.iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            // A panic in `f` is a bug, not an input error: pass it on.
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+    // One chunk per core, as the rows of a batch are split; a panic in `f` passes on.
+    let parts: Vec<Vec<R>> = items
+        .par_chunks(chunk)
+        .map(|part| part.iter().map(&f).collect())
+        .collect();
+    parts.into_iter().flatten().collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_threads_keeps_order_and_runs_the_items_side_by_side() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let caller = std::thread::current().id();
+        // The first item waits for the second to start: if the items ran one after the
+        // other on the calling thread this would time out.
+        let second_started = AtomicBool::new(false);
+        let out = on_threads(vec![0usize, 1, 2], |i| {
+            if i == 0 {
+                let start = Instant::now();
+                while !second_started.load(Ordering::Acquire) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(30),
+                        "items ran serially"
+                    );
+                    std::hint::spin_loop();
+                }
+            } else if i == 1 {
+                second_started.store(true, Ordering::Release);
+            }
+            (i * 10, std::thread::current().id() == caller)
+        });
+        assert_eq!(out.iter().map(|o| o.0).collect::<Vec<_>>(), [0, 10, 20]);
+        assert!(
+            out[0].1 && !out[1].1,
+            "the first item on the calling thread only"
+        );
+        assert!(on_threads(Vec::<u8>::new(), |x| x).is_empty());
+    }
+
+    #[test]
+    fn on_threads_passes_a_panic_on() {
+        let caught = std::panic::catch_unwind(|| {
+            on_threads(vec![1, 2], |i| {
+                assert!(i != 2, "item two");
+                i
+            })
+        });
+        assert!(caught.is_err());
+    }
 
     #[test]
     fn par_map_keeps_order() {
