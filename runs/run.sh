@@ -11,6 +11,9 @@
 # decay 1e-5, batch 256, lr x 0.8 every 30 epochs, no gradient clipping, 57,000 / 3,000
 # split; at most 300 epochs (the authors' 128-unit job scripts), stopped early once the
 # validation accuracy has not improved for 90 epochs (three decay periods).
+# psmnist-organics64-authors: the settings of the authors' final 64-unit psMNIST job scripts
+# instead (lr 0.005, x 0.8 every 50 epochs, 500 epochs, step ratios r_max 0.05 / 0.01 / 0.1
+# for y / a / b), stopped after 150 epochs (three decay periods) without improvement.
 # The LSTM baseline (128 units): the literature's settings (docs/RESULTS.md, "The LSTM
 # baseline's settings"): RMSprop lr 1e-3, batch 50, gradient-norm clipping at 1, forget-gate
 # bias 1, no weight decay or decay schedule, at most 200 epochs, patience 5.
@@ -22,6 +25,12 @@
 # first 30 epochs of mnist-learned-128-64 (same seed, so the same data order).
 # Progress lines go to runs/<row>/train.log. XTASK overrides the command (default
 # `cargo xtask`); the runs start at low priority so builds and tests stay usable.
+# CPUS pins the runs to those cores (`taskset -c $CPUS`): a run splits every batch over
+# the cores it may use, so runs side by side on all cores wait at every step for the half
+# the other runs delayed. One core per run instead (docs/RESULTS.md, "Wall time"):
+#
+#   CPUS=0 setsid bash runs/run.sh smnist-organics64 > smnist.out 2>&1 &
+#   CPUS=1 setsid bash runs/run.sh psmnist-organics64 > psmnist.out 2>&1 &
 #
 # In the background: `setsid bash runs/run.sh > runs.out 2>&1 &`. Where Linux groups
 # processes for scheduling by terminal (its autogroup feature), `nice` only ranks processes
@@ -33,14 +42,21 @@ if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; 
   echo 19 > /proc/self/autogroup 2>/dev/null || true
 fi
 XTASK=${XTASK:-cargo xtask}
+PIN=()
+if [ -n "${CPUS:-}" ]; then
+  command -v taskset >/dev/null || { echo "CPUS needs taskset (util-linux)" >&2; exit 2; }
+  PIN=(taskset -c "$CPUS")
+fi
 TABLE2="--epochs 300 --patience 90"
 TABLE1="--task mnist --learned-recurrence --epochs 200 --patience 20"
+AUTHORS_PSMNIST="--lr 0.005 --lr-step 50 --epochs 500 --patience 150 --r-max-y 0.05 --r-max-a 0.01 --r-max-b 0.1"
 LSTM="--model lstm --hidden 128 --optimizer rmsprop --lr 0.001 --batch-size 50 --clip 1 --forget-bias 1 --weight-decay 0 --lr-gamma 1 --epochs 200 --patience 5"
 
 # row name, then its flags; the order is the order of training.
 ROWS=(
   "smnist-organics64|--task smnist --hidden 64 $TABLE2"
   "psmnist-organics64|--task psmnist --hidden 64 $TABLE2"
+  "psmnist-organics64-authors|--task psmnist --hidden 64 $AUTHORS_PSMNIST"
   "smnist-lstm128|--task smnist $LSTM"
   "psmnist-lstm128|--task psmnist $LSTM"
   "smnist-organics64-fixed|--task smnist --hidden 64 --fixed-time-constants $TABLE2"
@@ -72,8 +88,8 @@ for row in "${ROWS[@]}"; do
   resume="--overwrite"
   compgen -G "$dir/checkpoint/scheduler-*.bpk" >/dev/null && resume="--resume"
   mkdir -p "$dir"
-  echo "== $(date -u +%FT%TZ) $name: start ($resume)" | tee -a "$dir/train.log"
+  echo "== $(date -u +%FT%TZ) $name: start ($resume)${CPUS:+ on cores $CPUS}" | tee -a "$dir/train.log"
   # shellcheck disable=SC2086
-  nice -n 19 $XTASK train $flags --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1
+  nice -n 19 "${PIN[@]}" $XTASK train $flags --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1
   echo "== $(date -u +%FT%TZ) $name: exit 0" | tee -a "$dir/train.log"
 done

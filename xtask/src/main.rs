@@ -236,6 +236,15 @@ struct TrainArgs {
     /// Hold the sequence cell's time constants fixed (paper's "fixed time constants" rows).
     #[arg(long)]
     fixed_time_constants: bool,
+    /// ORGaNICs sequence cell: largest step ratio dt/tau of y, in (0, 1] [default: 0.02].
+    #[arg(long)]
+    r_max_y: Option<f64>,
+    /// ORGaNICs sequence cell: largest step ratio of a, in (0, 1] [default: 0.005].
+    #[arg(long)]
+    r_max_a: Option<f64>,
+    /// ORGaNICs sequence cell: largest step ratio of b0 and b1, in (0, 1] [default: 0.1].
+    #[arg(long)]
+    r_max_b: Option<f64>,
     /// Learn W_r (spectral norm 1, Algorithm 1) in the static layers instead of W_r = I
     /// (closed-form fixed point, the default: far cheaper per step on the CPU, see
     /// docs/SPEED.md).
@@ -384,6 +393,9 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 .with_clip(a.clip)
                 .with_patience(a.patience)
                 .with_learn_time_constants(!a.fixed_time_constants)
+                .with_r_max_y(a.r_max_y)
+                .with_r_max_a(a.r_max_a)
+                .with_r_max_b(a.r_max_b)
                 .with_learn_recurrence(a.learned_recurrence)
                 .with_linear_gate(a.linear_gate)
                 .with_seed(a.seed)

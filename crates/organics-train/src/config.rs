@@ -87,6 +87,14 @@ pub struct TrainConfig {
     /// LSTM only: the initial bias of the forget gate (1 in the LSTM literature, after
     /// Jozefowicz et al. 2015). Default: Burn's initialisation.
     pub forget_bias: Option<f64>,
+    /// ORGaNICs on the sequence tasks: the largest step ratio `r_max` of `y`, of `a` and of
+    /// `b0` and `b1` (docs/MODEL.md §5). Default: the cell's (0.02, 0.005, 0.1, the paper's).
+    /// The authors' final 64-unit psMNIST job scripts used 0.05, 0.01 and 0.1.
+    pub r_max_y: Option<f64>,
+    /// See `r_max_y`.
+    pub r_max_a: Option<f64>,
+    /// See `r_max_y`.
+    pub r_max_b: Option<f64>,
     /// Backend the run was started on (not part of what must match on resume).
     #[config(default = "BackendKind::Flex")]
     pub backend: BackendKind,
@@ -198,6 +206,24 @@ impl TrainConfig {
                 return bad(format!("forget bias must be a finite number, got {bias}"));
             }
         }
+        let step_ratios = [
+            ("--r-max-y", self.r_max_y),
+            ("--r-max-a", self.r_max_a),
+            ("--r-max-b", self.r_max_b),
+        ];
+        for (flag, r) in step_ratios {
+            let Some(r) = r else { continue };
+            if self.model != ModelKind::Organics || !self.task.is_sequential() {
+                return bad(format!(
+                    "{flag} sets a step ratio of the ORGaNICs sequence cell: it needs --model \
+                     organics and --task smnist or psmnist"
+                ));
+            }
+            // A step ratio is Δt/τ: above 1 a forward-Euler step overshoots its target.
+            if !(r > 0.0 && r <= 1.0) {
+                return bad(format!("{flag} must be in (0, 1], got {r}"));
+            }
+        }
         if self.devices == 0 || self.devices > 64 {
             return bad(format!("devices must be in 1..=64, got {}", self.devices));
         }
@@ -268,6 +294,60 @@ mod tests {
         );
         assert!(found.iter().any(|d| d.starts_with("seed: 42 there, 7 now")));
         assert!(!run.same_run(&other));
+    }
+
+    #[test]
+    fn step_ratios_are_for_the_organics_sequence_cell_and_in_range() {
+        let seq = TrainConfig::new().with_task(Task::Psmnist);
+        assert!(
+            seq.clone()
+                .with_r_max_y(Some(0.05))
+                .with_r_max_a(Some(0.01))
+                .with_r_max_b(Some(1.0))
+                .validate()
+                .is_ok()
+        );
+        for bad in [0.0, -0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let err = seq.clone().with_r_max_a(Some(bad)).validate().unwrap_err();
+            assert!(
+                err.to_string().contains("--r-max-a must be in (0, 1]"),
+                "{err}"
+            );
+        }
+        let lstm = seq
+            .clone()
+            .with_model(ModelKind::Lstm)
+            .with_r_max_y(Some(0.05));
+        assert!(
+            lstm.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--r-max-y")
+        );
+        let mnist = TrainConfig::new().with_r_max_b(Some(0.1));
+        assert!(
+            mnist
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--r-max-b")
+        );
+        // The model of the run gets the ratios set, the cell's defaults for the others.
+        let set = seq.clone().with_r_max_a(Some(0.01)).with_r_max_b(Some(0.3));
+        let cell = crate::run::train::seq_config(&set).cell;
+        let default = crate::run::train::seq_config(&seq).cell;
+        assert_eq!((cell.r_max_a, cell.r_max_b), (0.01, 0.3));
+        assert_eq!(cell.r_max_y, default.r_max_y);
+        assert_ne!(default.r_max_a, 0.01);
+        // A config.json written before these settings existed reads as the defaults.
+        let old = serde_json::to_value(&seq).expect("json");
+        let mut old = old.as_object().expect("object").clone();
+        for key in ["r_max_y", "r_max_a", "r_max_b"] {
+            assert!(old.remove(key).is_some(), "{key} is saved");
+        }
+        let read = TrainConfig::from_json(&serde_json::Value::Object(old).to_string())
+            .expect("an older config");
+        assert!(read.same_run(&seq));
     }
 
     #[test]

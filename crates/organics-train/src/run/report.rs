@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
 use crate::options::{ModelKind, Task};
 use crate::run::checkpoint::last_complete_epoch;
@@ -112,8 +113,39 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
     // What sets the run apart within its row: the time constants for ORGaNICs, the
     // optimizer and clipping for the baselines.
     let detail = match config.model {
-        ModelKind::Organics if config.learn_time_constants => "learned τ".to_string(),
-        ModelKind::Organics => "fixed τ".to_string(),
+        ModelKind::Organics => {
+            let mut d = if config.learn_time_constants {
+                "learned τ"
+            } else {
+                "fixed τ"
+            }
+            .to_string();
+            // Settings that differ from the paper's, as the authors' later job scripts did.
+            let paper = TrainConfig::new();
+            if config.task.is_sequential() && config.learning_rate.is_some() {
+                let _ = write!(d, ", lr {}", config.lr());
+            }
+            if config.lr_step_epochs != paper.lr_step_epochs || config.lr_gamma != paper.lr_gamma {
+                let _ = write!(
+                    d,
+                    ", lr × {} every {} epochs",
+                    config.lr_gamma, config.lr_step_epochs
+                );
+            }
+            if config.task.is_sequential()
+                && [config.r_max_y, config.r_max_a, config.r_max_b]
+                    .iter()
+                    .any(Option::is_some)
+            {
+                let cell = crate::run::train::seq_config(&config).cell;
+                let _ = write!(
+                    d,
+                    ", r_max {} / {} / {}",
+                    cell.r_max_y, cell.r_max_a, cell.r_max_b
+                );
+            }
+            d
+        }
         _ => {
             let clip = config
                 .clip

@@ -297,10 +297,19 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
 
 /// The sequence classifier of a run.
 pub fn seq_config(config: &TrainConfig) -> SeqClassifierConfig {
-    SeqClassifierConfig::new(
-        OrganicsCellConfig::new(1, config.hidden_units())
-            .with_learn_time_constants(config.learn_time_constants),
-    )
+    let mut cell = OrganicsCellConfig::new(1, config.hidden_units())
+        .with_learn_time_constants(config.learn_time_constants);
+    // Unset step ratios keep the cell's defaults (the paper's), which live there only.
+    if let Some(r) = config.r_max_y {
+        cell = cell.with_r_max_y(r);
+    }
+    if let Some(r) = config.r_max_a {
+        cell = cell.with_r_max_a(r);
+    }
+    if let Some(r) = config.r_max_b {
+        cell = cell.with_r_max_b(r);
+    }
+    SeqClassifierConfig::new(cell)
 }
 
 /// The static classifier of a run.
