@@ -68,8 +68,8 @@ pub struct RunRow {
     /// Largest real part of a Jacobian eigenvalue at any validation image's fixed point, over
     /// every epoch (static ORGaNICs models, whose validation has the stability probe).
     pub max_eigenvalue: Option<f64>,
-    /// Wall time of all its invocations (s), and per epoch (s), from `train.log`.
-    pub wall: Option<(f64, f64)>,
+    /// Wall time, from `train.log`.
+    pub wall: Option<WallTime>,
     /// Its task.
     pub task: Task,
     /// Validation accuracy (%) of each epoch, from its metric logs.
@@ -241,17 +241,31 @@ pub fn validation_figures(rows: &[RunRow], dir: &Path) -> Result<Vec<PathBuf>, T
     Ok(written)
 }
 
-/// Total seconds of all invocations in a plain progress log, and seconds per epoch. Each
-/// invocation prints `training epochs A..=B`, then `epoch E/B valid N/N items (S s)` at the
-/// end of each epoch, `S` counting from the invocation's start.
-pub fn wall_time(log: &Path) -> Option<(f64, f64)> {
+/// A run's wall time, from its progress log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WallTime {
+    /// Seconds of all invocations together.
+    pub total: f64,
+    /// Seconds per epoch over all of them.
+    pub per_epoch: f64,
+    /// Seconds per epoch in the newest invocation: the pace of the run as it goes now
+    /// (its cores, its neighbours), for the time a run still needs.
+    pub recent_per_epoch: f64,
+}
+
+/// The wall time of a plain progress log. Each invocation prints `training epochs A..=B`,
+/// then `epoch E/B valid N/N items (S s)` at the end of each epoch, `S` counting from the
+/// invocation's start.
+pub fn wall_time(log: &Path) -> Option<WallTime> {
     let text = std::fs::read_to_string(log).ok()?;
     let (mut total, mut last_in_invocation) = (0.0, 0.0);
-    let mut epochs_timed = 0usize;
+    let (mut epochs_timed, mut in_invocation) = (0usize, 0usize);
+    let mut recent_per_epoch = None;
     for line in text.lines() {
         if line.starts_with("training epochs ") {
             total += last_in_invocation;
             last_in_invocation = 0.0;
+            in_invocation = 0;
             continue;
         }
         let Some(rest) = line.strip_prefix("epoch ") else {
@@ -272,10 +286,16 @@ pub fn wall_time(log: &Path) -> Option<(f64, f64)> {
         if let Some(s) = seconds {
             last_in_invocation = s;
             epochs_timed += 1;
+            in_invocation += 1;
+            recent_per_epoch = Some(s / in_invocation as f64);
         }
     }
     total += last_in_invocation;
-    (epochs_timed > 0 && total > 0.0).then(|| (total, total / epochs_timed as f64))
+    (epochs_timed > 0 && total > 0.0).then(|| WallTime {
+        total,
+        per_epoch: total / epochs_timed as f64,
+        recent_per_epoch: recent_per_epoch.unwrap_or(total / epochs_timed as f64),
+    })
 }
 
 /// `runs/README.md`: what the folder is, how to continue it, and the table of `rows`.
@@ -292,7 +312,8 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
          `cargo xtask eval --artifact-dir runs/<row>` scores a run's weights on the test set; \
          `cargo xtask report --out runs/README.md` rewrites this page.\n\n\
          Test accuracy is shown once a run has finished; while it trains, its best validation \
-         accuracy so far.\n\n{}{}",
+         accuracy so far, and with its wall time the most it may still need: its remaining \
+         epochs at the pace of its newest invocation (early stopping may end it sooner).\n\n{}{}",
         runs_table(rows),
         figure_links(rows)
     )
@@ -354,11 +375,19 @@ pub fn runs_table(rows: &[RunRow]) -> String {
                 }
             }),
             r.max_eigenvalue.map_or("–".into(), |l| format!("{l:.3}")),
-            r.wall.map_or("–".into(), |(t, e)| format!(
-                "{:.1} h ({:.0} s)",
-                t / 3600.0,
-                e
-            )),
+            r.wall.map_or("–".into(), |w| {
+                let spent = format!("{:.1} h ({:.0} s)", w.total / 3600.0, w.per_epoch);
+                if r.test.is_some() {
+                    return spent;
+                }
+                // At most: early stopping may end the run sooner.
+                let left = r.max_epochs.saturating_sub(r.epochs) as f64 * w.recent_per_epoch;
+                format!(
+                    "{spent}; ≤ {:.1} h left at {:.0} s",
+                    left / 3600.0,
+                    w.recent_per_epoch
+                )
+            }),
         );
     }
     out
@@ -462,6 +491,32 @@ mod tests {
     }
 
     #[test]
+    fn a_training_run_shows_the_time_it_may_still_need_at_its_newest_pace() {
+        let wall = WallTime {
+            total: 7200.0,
+            per_epoch: 200.0,
+            recent_per_epoch: 72.0,
+        };
+        // 36 of 300 epochs done: at most 264 · 72 s = 5.28 h left.
+        let training = RunRow {
+            wall: Some(wall),
+            ..row("smnist-a", Task::Smnist, vec![Some(70.0); 36])
+        };
+        let finished = RunRow {
+            wall: Some(wall),
+            test: Some(97.0),
+            ..row("smnist-b", Task::Smnist, vec![Some(70.0); 36])
+        };
+        let table = runs_table(&[training, finished]);
+        let line = |name: &str| table.lines().find(|l| l.contains(name)).expect("row");
+        assert!(
+            line("smnist-a").contains("| 2.0 h (200 s); ≤ 5.3 h left at 72 s |"),
+            "{table}"
+        );
+        assert!(line("smnist-b").contains("| 2.0 h (200 s) |"), "{table}");
+    }
+
+    #[test]
     fn paper_static_numbers_match_the_model_notes() {
         let notes = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/MODEL.md"),
@@ -540,9 +595,11 @@ mod tests {
              epoch 3/300 valid 3000/3000 items (60 s) | x\n",
         )
         .expect("write");
-        let (total, per) = wall_time(&log).expect("timed");
-        assert_eq!(total, 160.0);
-        assert!((per - 160.0 / 3.0).abs() < 1e-9);
+        let w = wall_time(&log).expect("timed");
+        assert_eq!(w.total, 160.0);
+        assert!((w.per_epoch - 160.0 / 3.0).abs() < 1e-9);
+        // The newest invocation: one epoch in 60 s.
+        assert_eq!(w.recent_per_epoch, 60.0);
         assert_eq!(wall_time(&dir.path().join("none.log")), None);
     }
 }
