@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Trains (or resumes) the paper's Table 2 runs and the learned-W_r rows of Table 1, one after
-# another, each in runs/<row>/. A finished row (it has results.json) is skipped, so running
+# Trains (or resumes) the paper's Table 2 runs (with a second psMNIST row on the authors'
+# later settings) and the learned-W_r rows of Table 1, one after another, each in
+# runs/<row>/. A finished row (it has results.json) is skipped, so running
 # this again after any stop, on any machine, continues where the committed checkpoints
 # left off.
 #
@@ -25,12 +26,14 @@
 # first 30 epochs of mnist-learned-128-64 (same seed, so the same data order).
 # Progress lines go to runs/<row>/train.log. XTASK overrides the command (default
 # `cargo xtask`); the runs start at low priority so builds and tests stay usable.
-# CPUS pins the runs to those cores (`taskset -c $CPUS`): a run splits every batch over
-# the cores it may use, so runs side by side on all cores wait at every step for the half
-# the other runs delayed. One core per run instead (docs/RESULTS.md, "Wall time"):
+# CPUS pins the runs to those cores (`taskset -c $CPUS`). Runs side by side share all cores
+# evenly; pinning gives one row a core of its own and the others the rest (docs/RESULTS.md,
+# "Wall time"). Pin every run: an unpinned one splits its batches over all cores, the
+# pinned ones' included.
 #
-#   CPUS=0 setsid bash runs/run.sh smnist-organics64 > smnist.out 2>&1 &
-#   CPUS=1 setsid bash runs/run.sh psmnist-organics64 > psmnist.out 2>&1 &
+#   CPUS=0 setsid bash runs/run.sh smnist-organics64 > a.out 2>&1 &            # core 0 alone
+#   CPUS=1 setsid bash runs/run.sh psmnist-organics64 > b.out 2>&1 &           # these two
+#   CPUS=1 setsid bash runs/run.sh psmnist-organics64-authors > c.out 2>&1 &   # share core 1
 #
 # In the background: `setsid bash runs/run.sh > runs.out 2>&1 &`. Where Linux groups
 # processes for scheduling by terminal (its autogroup feature), `nice` only ranks processes
@@ -45,6 +48,7 @@ XTASK=${XTASK:-cargo xtask}
 PIN=()
 if [ -n "${CPUS:-}" ]; then
   command -v taskset >/dev/null || { echo "CPUS needs taskset (util-linux)" >&2; exit 2; }
+  taskset -c "$CPUS" true || { echo "CPUS=$CPUS: not cores this machine has" >&2; exit 2; }
   PIN=(taskset -c "$CPUS")
 fi
 TABLE2="--epochs 300 --patience 90"
@@ -90,6 +94,6 @@ for row in "${ROWS[@]}"; do
   mkdir -p "$dir"
   echo "== $(date -u +%FT%TZ) $name: start ($resume)${CPUS:+ on cores $CPUS}" | tee -a "$dir/train.log"
   # shellcheck disable=SC2086
-  nice -n 19 "${PIN[@]}" $XTASK train $flags --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1
+  nice -n 19 ${PIN[@]+"${PIN[@]}"} $XTASK train $flags --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1
   echo "== $(date -u +%FT%TZ) $name: exit 0" | tee -a "$dir/train.log"
 done

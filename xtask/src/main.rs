@@ -236,13 +236,15 @@ struct TrainArgs {
     /// Hold the sequence cell's time constants fixed (paper's "fixed time constants" rows).
     #[arg(long)]
     fixed_time_constants: bool,
-    /// ORGaNICs sequence cell: largest step ratio dt/tau of y, in (0, 1] [default: 0.02].
+    /// ORGaNICs sequence cell: largest step ratio dt/tau of y, in (0, 1] [default: the
+    /// paper's, docs/MODEL.md section 5].
     #[arg(long)]
     r_max_y: Option<f64>,
-    /// ORGaNICs sequence cell: largest step ratio of a, in (0, 1] [default: 0.005].
+    /// ORGaNICs sequence cell: largest step ratio of a, in (0, 1] [default: the paper's].
     #[arg(long)]
     r_max_a: Option<f64>,
-    /// ORGaNICs sequence cell: largest step ratio of b0 and b1, in (0, 1] [default: 0.1].
+    /// ORGaNICs sequence cell: largest step ratio of b0 and b1, in (0, 1] [default: the
+    /// paper's].
     #[arg(long)]
     r_max_b: Option<f64>,
     /// Learn W_r (spectral norm 1, Algorithm 1) in the static layers instead of W_r = I

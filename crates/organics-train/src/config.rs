@@ -88,8 +88,10 @@ pub struct TrainConfig {
     /// Jozefowicz et al. 2015). Default: Burn's initialisation.
     pub forget_bias: Option<f64>,
     /// ORGaNICs on the sequence tasks: the largest step ratio `r_max` of `y`, of `a` and of
-    /// `b0` and `b1` (docs/MODEL.md §5). Default: the cell's (0.02, 0.005, 0.1, the paper's).
-    /// The authors' final 64-unit psMNIST job scripts used 0.05, 0.01 and 0.1.
+    /// `b0` and `b1` (docs/MODEL.md §5). Default: unset, the cell's defaults (the paper's).
+    /// The authors' final 64-unit psMNIST job scripts used 0.05, 0.01 and 0.1. A run started
+    /// without one is resumed without it: a value equal to the default counts as a
+    /// different setting.
     pub r_max_y: Option<f64>,
     /// See `r_max_y`.
     pub r_max_a: Option<f64>,

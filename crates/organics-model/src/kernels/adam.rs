@@ -16,7 +16,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use crate::kernels::simd::vectorized;
-use crate::kernels::threads::{cores, on_threads};
+use crate::kernels::threads::{on_threads, parallelism};
 
 /// Adam as in [`AdamConfig`] (`β1 = 0.9`, `β2 = 0.999`, `ε = 1e-5`, no AMSGrad), with
 /// optional L2 weight decay.
@@ -145,7 +145,7 @@ const PARALLEL_FROM: usize = 1 << 16;
 /// [`adam_update`] with large parameters split over the cores.
 fn adam_parallel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
     let n = p.len();
-    let cores = cores();
+    let cores = parallelism();
     if n < PARALLEL_FROM || cores < 2 {
         return adam_update(p, g, m, v, s);
     }

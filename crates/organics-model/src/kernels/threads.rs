@@ -1,12 +1,20 @@
-//! The batch split over the cores: one shard of rows per core, each on its own thread.
+//! The batch split over the cores: one shard of rows per core, the first on the calling
+//! thread and the others on threads of rayon's pool.
 //!
 //! The threads are rayon's (the pool Burn's flex backend runs on), not new ones per call:
 //! the static step hands work to the other core four times in a few milliseconds, and a
 //! freshly spawned thread there often started only once the calling thread's own share
 //! was done (measured with timers: in 83 of 101 steps the second shard of the forward and
-//! backward phase began about 2 ms late, so that phase ran on one core), while a pool
-//! thread woken for the same work began within 0.15 ms in 100 of 101 (docs/SPEED.md,
-//! "What makes the static step faster").
+//! backward phase began more than 1 ms late, so that phase ran on one core), while a pool
+//! thread woken for the same work began 0.04 ms after the call (median) and more than 1 ms
+//! late in 1 step of 101 (docs/SPEED.md, "What makes the static step faster").
+//!
+//! What an embedding application should know: the shards go to rayon's global pool, so
+//! they wait while its own jobs keep every worker busy, and a call never returns if every
+//! worker blocks on something the calling thread holds (a lock, a channel). Called from
+//! inside a pool worker, the call's worker may run other queued jobs while it waits for
+//! its shards. A pool sized below the core count (`RAYON_NUM_THREADS`) gets fewer shards
+//! ([`parallelism`]).
 
 use rayon::prelude::*;
 
@@ -18,10 +26,18 @@ pub(crate) fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |c| c.get()))
 }
 
-/// Splits `batch` rows into at most one shard per core, as `(first row, rows)`.
+/// How many shards can run at once: one per core, but no more than rayon's pool runs
+/// beside the calling thread, which runs the first shard itself unless it is one of the
+/// pool's workers.
+pub(crate) fn parallelism() -> usize {
+    let beside =
+        rayon::current_num_threads() + usize::from(rayon::current_thread_index().is_none());
+    cores().min(beside).max(1)
+}
+
+/// Splits `batch` rows into at most one shard per [`parallelism`], as `(first row, rows)`.
 pub(crate) fn shard_rows(batch: usize) -> Vec<(usize, usize)> {
-    let cores = cores();
-    let shards = cores.clamp(1, batch.max(1));
+    let shards = parallelism().clamp(1, batch.max(1));
     let per = batch.div_ceil(shards);
     (0..batch)
         .step_by(per.max(1))
@@ -87,7 +103,7 @@ pub(crate) fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + S
 /// one sample are independent and cost milliseconds each, so analysing a test set is
 /// worth spreading over the cores.
 pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = cores();
+    let threads = parallelism();
     if threads < 2 || items.len() < 2 {
         return items.iter().map(f).collect();
     }
@@ -136,14 +152,42 @@ mod tests {
     }
 
     #[test]
-    fn on_threads_passes_a_panic_on() {
-        let caught = std::panic::catch_unwind(|| {
-            on_threads(vec![1, 2], |i| {
-                assert!(i != 2, "item two");
-                i
-            })
-        });
-        assert!(caught.is_err());
+    fn on_threads_passes_a_panic_on_once_every_item_has_run() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // The panicking item on this thread (0) and on the pool (1).
+        for panicking in [0usize, 1] {
+            let others_done = AtomicUsize::new(0);
+            let caught = std::panic::catch_unwind(|| {
+                on_threads(vec![0usize, 1, 2], |i| {
+                    if i == panicking {
+                        panic!("item {i}");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    others_done.fetch_add(1, Ordering::SeqCst);
+                    i
+                })
+            });
+            let payload = caught.expect_err("the panic reaches the caller");
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied());
+            assert_eq!(message, Some(format!("item {panicking}").as_str()));
+            assert_eq!(others_done.load(Ordering::SeqCst), 2, "the other items ran");
+        }
+    }
+
+    #[test]
+    fn a_smaller_pool_gets_fewer_shards() {
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a pool");
+        // Inside a one-thread pool the caller is its only worker: nothing runs beside it.
+        assert_eq!(one.install(parallelism), 1);
+        assert_eq!(one.install(|| shard_rows(256)), vec![(0, 256)]);
+        // Outside any pool the caller runs a shard beside the global pool's workers.
+        assert_eq!(parallelism(), cores().min(rayon::current_num_threads() + 1));
     }
 
     #[test]

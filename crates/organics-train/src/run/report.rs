@@ -59,6 +59,8 @@ pub struct RunRow {
     pub max_epochs: usize,
     /// Best validation accuracy so far (%), and its epoch.
     pub best_valid: Option<(f64, usize)>,
+    /// Whether the run has finished (its `results.json` says so).
+    pub finished: bool,
     /// Test accuracy (%) once finished.
     pub test: Option<f64>,
     /// The paper's number (%).
@@ -184,6 +186,7 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         epochs,
         max_epochs: config.epochs,
         best_valid,
+        finished: finished.is_some(),
         test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
         paper: if static_organics {
             paper_static_accuracy(&config.layers)
@@ -248,8 +251,9 @@ pub struct WallTime {
     pub total: f64,
     /// Seconds per epoch over all of them.
     pub per_epoch: f64,
-    /// Seconds per epoch in the newest invocation: the pace of the run as it goes now
-    /// (its cores, its neighbours), for the time a run still needs.
+    /// Seconds per epoch in the newest invocation (over all of them until it has finished
+    /// an epoch): the pace of the run as it goes now (its cores, its neighbours), for the
+    /// time a run still needs.
     pub recent_per_epoch: f64,
 }
 
@@ -266,6 +270,8 @@ pub fn wall_time(log: &Path) -> Option<WallTime> {
             total += last_in_invocation;
             last_in_invocation = 0.0;
             in_invocation = 0;
+            // A new invocation has no pace of its own until its first epoch ends.
+            recent_per_epoch = None;
             continue;
         }
         let Some(rest) = line.strip_prefix("epoch ") else {
@@ -347,11 +353,11 @@ fn figure_links(rows: &[RunRow]) -> String {
 /// The table of `rows` in Markdown.
 pub fn runs_table(rows: &[RunRow]) -> String {
     let mut out = String::from(
-        "| run | model | epochs | best valid (epoch) | test | paper | largest grad norm | largest Re λ | wall time (per epoch) |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| run | model | epochs | best valid (epoch) | test | paper | largest grad norm | largest Re λ | wall time (per epoch; at most left) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}%"));
     for r in rows {
-        let status = if r.test.is_some() {
+        let status = if r.finished {
             String::new()
         } else {
             " (training)".to_string()
@@ -377,7 +383,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
             r.max_eigenvalue.map_or("–".into(), |l| format!("{l:.3}")),
             r.wall.map_or("–".into(), |w| {
                 let spent = format!("{:.1} h ({:.0} s)", w.total / 3600.0, w.per_epoch);
-                if r.test.is_some() {
+                if r.finished {
                     return spent;
                 }
                 // At most: early stopping may end the run sooner.
@@ -405,6 +411,7 @@ mod tests {
             epochs: valid.len(),
             max_epochs: 300,
             best_valid: None,
+            finished: false,
             test: None,
             paper: None,
             max_grad_norm: None,
@@ -491,6 +498,34 @@ mod tests {
     }
 
     #[test]
+    fn the_model_column_names_the_settings_that_differ_from_the_papers() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = TrainConfig::new()
+            .with_task(Task::Psmnist)
+            .with_learning_rate(Some(0.005))
+            .with_lr_step_epochs(50)
+            .with_r_max_y(Some(0.05))
+            .with_r_max_a(Some(0.01));
+        crate::run::train::write_json(&dir.path().join(files::CONFIG), &config).expect("config");
+        let row = run_row(dir.path()).expect("row");
+        let default_b = crate::run::train::seq_config(&config).cell.r_max_b;
+        assert_eq!(
+            row.what,
+            format!(
+                "psmnist organics 64, learned τ, lr 0.005, lr × 0.8 every 50 epochs, \
+                 r_max 0.05 / 0.01 / {default_b}"
+            )
+        );
+        assert!(!row.finished && row.epochs == 0);
+        let paper = TrainConfig::new().with_task(Task::Psmnist);
+        crate::run::train::write_json(&dir.path().join(files::CONFIG), &paper).expect("config");
+        assert_eq!(
+            run_row(dir.path()).expect("row").what,
+            "psmnist organics 64, learned τ"
+        );
+    }
+
+    #[test]
     fn a_training_run_shows_the_time_it_may_still_need_at_its_newest_pace() {
         let wall = WallTime {
             total: 7200.0,
@@ -504,6 +539,7 @@ mod tests {
         };
         let finished = RunRow {
             wall: Some(wall),
+            finished: true,
             test: Some(97.0),
             ..row("smnist-b", Task::Smnist, vec![Some(70.0); 36])
         };
@@ -600,6 +636,14 @@ mod tests {
         assert!((w.per_epoch - 160.0 / 3.0).abs() < 1e-9);
         // The newest invocation: one epoch in 60 s.
         assert_eq!(w.recent_per_epoch, 60.0);
+        // A newer one without a finished epoch has no pace of its own yet.
+        let mut text = std::fs::read_to_string(&log).expect("read");
+        text.push_str(
+            "== start\ntraining epochs 4..=300\nepoch 4/300 train 10/100 items (9 s) | x\n",
+        );
+        std::fs::write(&log, text).expect("write");
+        let w = wall_time(&log).expect("timed");
+        assert_eq!(w.recent_per_epoch, w.per_epoch);
         assert_eq!(wall_time(&dir.path().join("none.log")), None);
     }
 }
