@@ -92,6 +92,22 @@ fn bad_inputs_exit_2_with_a_message() {
             "weight decay must be",
         ),
         (
+            vec![
+                "train",
+                "--task",
+                "psmnist",
+                "--r-max-y",
+                "2",
+                "--artifact-dir",
+                art,
+            ],
+            "--r-max-y must be in (0, 1]",
+        ),
+        (
+            vec!["train", "--r-max-a", "0.01", "--artifact-dir", art],
+            "--r-max-a sets a step ratio of the ORGaNICs sequence cell",
+        ),
+        (
             vec!["train", "--resume", "--overwrite", "--artifact-dir", art],
             "cannot be used with",
         ),
@@ -185,6 +201,9 @@ fn help_documents_the_flags() {
         "--train-limit",
         "--artifact-dir",
         "--resume",
+        "--r-max-y",
+        "--r-max-a",
+        "--r-max-b",
         "[default: mnist]",
     ] {
         assert!(text.contains(flag), "train --help lacks {flag}");
