@@ -107,13 +107,10 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
     if threads < 2 || items.len() < 2 {
         return items.iter().map(f).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    // One chunk per core, as the rows of a batch are split; a panic in `f` passes on.
-    let parts: Vec<Vec<R>> = items
-        .par_chunks(chunk)
-        .map(|part| part.iter().map(&f).collect())
-        .collect();
-    parts.into_iter().flatten().collect()
+    // At most one piece per core, as the rows of a batch are split; rayon's `collect`
+    // keeps the order, and a panic in `f` passes on.
+    let per = items.len().div_ceil(threads);
+    items.par_iter().with_min_len(per).map(&f).collect()
 }
 
 #[cfg(test)]
