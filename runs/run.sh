@@ -8,22 +8,8 @@
 #   bash runs/run.sh                 # every row, in order
 #   bash runs/run.sh smnist-organics64 psmnist-organics64   # only these rows
 #
-# Table 2 settings (docs/RESULTS.md, "Paper Table 2"): the paper's Adam lr 0.01, weight
-# decay 1e-5, batch 256, lr x 0.8 every 30 epochs, no gradient clipping, 57,000 / 3,000
-# split; at most 300 epochs (the authors' 128-unit job scripts), stopped early once the
-# validation accuracy has not improved for 90 epochs (three decay periods).
-# psmnist-organics64-authors: the settings of the authors' final 64-unit psMNIST job scripts
-# instead (lr 0.005, x 0.8 every 50 epochs, 500 epochs, step ratios r_max 0.05 / 0.01 / 0.1
-# for y / a / b), stopped after 150 epochs (three decay periods) without improvement.
-# The LSTM baseline (128 units): the literature's settings (docs/RESULTS.md, "The LSTM
-# baseline's settings"): RMSprop lr 1e-3, batch 50, gradient-norm clipping at 1, forget-gate
-# bias 1, no weight decay or decay schedule, at most 200 epochs, patience 5.
-# Table 1 settings: the static model's defaults (Adam lr 1e-3, weight decay 1e-5, batch
-# 256) with a learned W_r (Algorithm 1, 10 iterations); at most 200 epochs (the paper's
-# budget), stopped early after 20 epochs without a better validation accuracy. The
-# authors-gate row trains the two-layer model with the authors' code's `1 − a` in place of
-# the circuit's `1 − √a` (docs/MODEL.md section 11) for 30 epochs, to compare with the
-# first 30 epochs of mnist-learned-128-64 (same seed, so the same data order).
+# The rows and their settings: runs/rows.txt (one line a row: its name, then its flags of
+# `cargo xtask train`), in the order of training.
 # Progress lines go to runs/<row>/train.log. XTASK overrides the command (default
 # `cargo xtask`); the runs start at low priority so builds and tests stay usable.
 # CPUS pins the runs to those cores (`taskset -c $CPUS`). Runs side by side share all cores
@@ -51,29 +37,16 @@ if [ -n "${CPUS:-}" ]; then
   taskset -c "$CPUS" true || { echo "CPUS=$CPUS: not cores this machine has" >&2; exit 2; }
   PIN=(taskset -c "$CPUS")
 fi
-TABLE2="--epochs 300 --patience 90"
-TABLE1="--task mnist --learned-recurrence --epochs 200 --patience 20"
-AUTHORS_PSMNIST="--lr 0.005 --lr-step 50 --epochs 500 --patience 150 --r-max-y 0.05 --r-max-a 0.01 --r-max-b 0.1"
-LSTM="--model lstm --hidden 128 --optimizer rmsprop --lr 0.001 --batch-size 50 --clip 1 --forget-bias 1 --weight-decay 0 --lr-gamma 1 --epochs 200 --patience 5"
-
-# row name, then its flags; the order is the order of training.
-ROWS=(
-  "smnist-organics64|--task smnist --hidden 64 $TABLE2"
-  "psmnist-organics64|--task psmnist --hidden 64 $TABLE2"
-  "psmnist-organics64-authors|--task psmnist --hidden 64 $AUTHORS_PSMNIST"
-  "smnist-lstm128|--task smnist $LSTM"
-  "psmnist-lstm128|--task psmnist $LSTM"
-  "smnist-organics64-fixed|--task smnist --hidden 64 --fixed-time-constants $TABLE2"
-  "psmnist-organics64-fixed|--task psmnist --hidden 64 --fixed-time-constants $TABLE2"
-  "smnist-organics128|--task smnist --hidden 128 $TABLE2"
-  "psmnist-organics128|--task psmnist --hidden 128 $TABLE2"
-  "smnist-organics128-fixed|--task smnist --hidden 128 --fixed-time-constants $TABLE2"
-  "psmnist-organics128-fixed|--task psmnist --hidden 128 --fixed-time-constants $TABLE2"
-  "mnist-learned-128-64|$TABLE1"
-  "mnist-learned-128-64-authors-gate|--task mnist --learned-recurrence --linear-gate --epochs 30"
-  "mnist-learned-80|$TABLE1 --layers 80"
-  "mnist-learned-50|$TABLE1 --layers 50"
-)
+# Each row: its name, then its flags; comments and blank lines skipped.
+ROWS=()
+while read -r name flags; do
+  case $name in "" | "#"*) continue ;; esac
+  ROWS+=("$name|$flags")
+done < runs/rows.txt
+[ ${#ROWS[@]} -gt 0 ] || { echo "runs/rows.txt names no row" >&2; exit 2; }
+for r in "$@"; do
+  printf '%s\n' "${ROWS[@]%%|*}" | grep -qxF -- "$r" || { echo "$r: not a row of runs/rows.txt" >&2; exit 2; }
+done
 
 wanted() { [ $# -eq 1 ] && return 0; local r; for r in "${@:2}"; do [ "$r" = "$1" ] && return 0; done; return 1; }
 

@@ -373,39 +373,73 @@ fn exit_code(e: &TrainError) -> u8 {
     }
 }
 
+/// The training configuration the flags of `train` give.
+fn train_config(a: &TrainArgs) -> TrainConfig {
+    TrainConfig::new()
+        .with_task(a.task)
+        .with_model(a.model)
+        .with_backend(a.backend)
+        .with_dataset(a.dataset.clone())
+        .with_epochs(a.epochs)
+        .with_batch_size(a.batch_size)
+        .with_devices(a.devices)
+        .with_hidden(a.hidden)
+        .with_layers(a.layers.clone())
+        .with_learning_rate(a.lr)
+        .with_optimizer(a.optimizer)
+        .with_weight_decay(a.weight_decay)
+        .with_forget_bias(a.forget_bias)
+        .with_lr_gamma(a.lr_gamma)
+        .with_lr_step_epochs(a.lr_step)
+        .with_clip(a.clip)
+        .with_patience(a.patience)
+        .with_learn_time_constants(!a.fixed_time_constants)
+        .with_r_max_y(a.r_max_y)
+        .with_r_max_a(a.r_max_a)
+        .with_r_max_b(a.r_max_b)
+        .with_learn_recurrence(a.learned_recurrence)
+        .with_linear_gate(a.linear_gate)
+        .with_seed(a.seed)
+        .with_permutation_seed(a.permutation_seed)
+        .with_valid_size(a.valid_size)
+        .with_train_limit(a.train_limit)
+        .with_valid_limit(a.valid_limit)
+        .with_test_limit(a.test_limit)
+}
+
+/// The configuration of a row of a runs folder's row list: its flags as `train` reads them.
+fn row_config(name: &str, flags: &[String]) -> Result<TrainConfig, TrainError> {
+    let args = ["xtask", "train"]
+        .into_iter()
+        .map(String::from)
+        .chain(flags.iter().cloned());
+    match Cli::try_parse_from(args).map(|cli| cli.command) {
+        Ok(Command::Train(a)) => {
+            let config = train_config(&a);
+            config
+                .validate()
+                .map_err(|e| TrainError::Invalid(format!("row `{name}` of the row list: {e}")))?;
+            Ok(config)
+        }
+        Ok(_) => Err(TrainError::Invalid(format!(
+            "row `{name}` of the row list: not flags of `train`"
+        ))),
+        Err(e) => {
+            // clap's message is several lines (usage, help hint); its first says what is wrong.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("unreadable flags");
+            Err(TrainError::Invalid(format!(
+                "row `{name}` of the row list: {}",
+                first.trim_start_matches("error: ")
+            )))
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<(), TrainError> {
     match cli.command {
         Command::Train(a) => {
-            let config = TrainConfig::new()
-                .with_task(a.task)
-                .with_model(a.model)
-                .with_backend(a.backend)
-                .with_dataset(a.dataset)
-                .with_epochs(a.epochs)
-                .with_batch_size(a.batch_size)
-                .with_devices(a.devices)
-                .with_hidden(a.hidden)
-                .with_layers(a.layers)
-                .with_learning_rate(a.lr)
-                .with_optimizer(a.optimizer)
-                .with_weight_decay(a.weight_decay)
-                .with_forget_bias(a.forget_bias)
-                .with_lr_gamma(a.lr_gamma)
-                .with_lr_step_epochs(a.lr_step)
-                .with_clip(a.clip)
-                .with_patience(a.patience)
-                .with_learn_time_constants(!a.fixed_time_constants)
-                .with_r_max_y(a.r_max_y)
-                .with_r_max_a(a.r_max_a)
-                .with_r_max_b(a.r_max_b)
-                .with_learn_recurrence(a.learned_recurrence)
-                .with_linear_gate(a.linear_gate)
-                .with_seed(a.seed)
-                .with_permutation_seed(a.permutation_seed)
-                .with_valid_size(a.valid_size)
-                .with_train_limit(a.train_limit)
-                .with_valid_limit(a.valid_limit)
-                .with_test_limit(a.test_limit);
+            let config = train_config(&a);
             let artifact_dir = a
                 .artifact_dir
                 .unwrap_or_else(|| PathBuf::from(format!("artifacts/{}-{}", a.task, a.model)));
@@ -546,7 +580,7 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             println!("written to {} and {}", out.display(), figure.display());
         }
         Command::Report { runs, out } => {
-            let rows = organics_train::run::report::run_rows(&runs)?;
+            let rows = organics_train::run::report::report_rows(&runs, row_config)?;
             print!("{}", organics_train::run::report::runs_table(&rows));
             if let Some(out) = out {
                 let text = organics_train::run::report::runs_readme(&rows);

@@ -147,6 +147,51 @@ fn bad_inputs_exit_2_with_a_message() {
 }
 
 #[test]
+fn the_report_lists_the_rows_not_started_and_refuses_a_row_with_bad_flags() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let runs = tmp.path().to_str().expect("utf8");
+    let list = tmp.path().join("rows.txt");
+    std::fs::write(
+        &list,
+        "# planned\na-row --task psmnist --hidden 32 --epochs 7\n",
+    )
+    .expect("list");
+    let table = xtask_stdout(&["report", "--runs", runs]);
+    assert!(
+        table.contains("| `a-row` | psmnist organics 32, learned τ | 0 / 7 (not started) |"),
+        "{table}"
+    );
+    for (row, message) in [
+        (
+            "b --task cifar",
+            "row `b` of the row list: invalid value 'cifar'",
+        ),
+        (
+            "c --task mnist --model lstm",
+            "row `c` of the row list: model lstm is for the sequence tasks",
+        ),
+        ("d --hidden", "row `d` of the row list: a value is required"),
+    ] {
+        std::fs::write(&list, format!("a-row --task smnist\n{row}\n")).expect("list");
+        let (code, err) = xtask(&["report", "--runs", runs]);
+        assert_eq!(code, 2, "{row}: {err}");
+        assert!(err.contains(message), "{row}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{row}: {err}");
+    }
+    // The repository's own list: every row parses and shows.
+    let own = format!("{}/../runs", env!("CARGO_MANIFEST_DIR"));
+    let table = xtask_stdout(&["report", "--runs", &own]);
+    let rows = std::fs::read_to_string(format!("{own}/rows.txt")).expect("runs/rows.txt");
+    for name in rows
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| !w.starts_with('#'))
+    {
+        assert!(table.contains(&format!("| `{name}` |")), "{name}: {table}");
+    }
+}
+
+#[test]
 fn an_artifact_dir_of_another_run_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
     let art = tmp.path().to_str().expect("utf8").to_string();

@@ -1,6 +1,7 @@
 //! The progress table of a folder of runs (`runs/`): one row per run, finished or not,
 //! from each run's own files (config, checkpoints, metric logs, `results.json`, and the
-//! plain progress log `train.log` that `runs/run.sh` keeps for the wall time).
+//! plain progress log `train.log` that `runs/run.sh` keeps for the wall time), and one per
+//! row of the folder's list of rows (`rows.txt`) that has not started yet.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -59,8 +60,8 @@ pub struct RunRow {
     pub max_epochs: usize,
     /// Best validation accuracy so far (%), and its epoch.
     pub best_valid: Option<(f64, usize)>,
-    /// Whether the run has finished (its `results.json` says so).
-    pub finished: bool,
+    /// Not started, training, or finished (its `results.json` says so).
+    pub progress: Progress,
     /// Test accuracy (%) once finished.
     pub test: Option<f64>,
     /// The paper's number (%).
@@ -76,6 +77,63 @@ pub struct RunRow {
     pub task: Task,
     /// Validation accuracy (%) of each epoch, from its metric logs.
     pub valid: Vec<Option<f64>>,
+    /// What sets the time of its training steps apart (model, units, batch size, sequential
+    /// or static task): a row not started yet is timed at the pace of a started row with the
+    /// same key.
+    pub pace_key: String,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Listed in `rows.txt`, no folder yet.
+    NotStarted,
+    /// Has a folder; not finished.
+    Training,
+    /// Its `results.json` says finished.
+    Finished,
+}
+
+/// The list of rows a runs folder keeps beside the run folders (`runs/rows.txt`, which
+/// `runs/run.sh` trains in order).
+pub const ROW_LIST: &str = "rows.txt";
+
+/// The rows of a row list: each non-blank line that does not start with `#` holds a row's
+/// folder name and then its flags of `cargo xtask train`, separated by whitespace.
+///
+/// # Errors
+/// [`TrainError::File`] if the list cannot be read, [`TrainError::Invalid`] for a name
+/// that is not a plain folder name or that appears twice.
+pub fn read_row_list(path: &Path) -> Result<Vec<(String, Vec<String>)>, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(file_err(path))?;
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let mut words = line.split_whitespace();
+        let Some(name) = words.next().filter(|w| !w.starts_with('#')) else {
+            continue;
+        };
+        let invalid = |why: &str| {
+            TrainError::Invalid(format!(
+                "{}, line {}: row `{name}` {why}",
+                path.display(),
+                number + 1
+            ))
+        };
+        let plain = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.');
+        if !plain {
+            return Err(invalid(
+                "is not a plain folder name (letters, digits, - _ .)",
+            ));
+        }
+        if rows.iter().any(|(n, _)| n == name) {
+            return Err(invalid("appears twice"));
+        }
+        rows.push((name.to_string(), words.map(str::to_string).collect()));
+    }
+    Ok(rows)
 }
 
 /// The rows of every run folder under `root`, sorted by name.
@@ -101,16 +159,40 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         None => last_complete_epoch(&dir.join(files::CHECKPOINTS)).unwrap_or(0),
     };
     let valid = crate::run::results::read_epoch_metric(dir, "valid", "Accuracy", epochs);
-    let best_valid =
-        crate::harness::patience::best_epoch(&valid).and_then(|e| Some((valid[e - 1]?, e)));
-    let max_grad_norm =
-        crate::run::results::read_run_max(dir, "train", crate::harness::output::GRAD_NORM, epochs);
-    let max_eigenvalue = crate::run::results::read_run_max(
-        dir,
-        "valid",
-        crate::harness::output::MAX_REAL_EIGENVALUE,
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(RunRow {
         epochs,
-    );
+        best_valid: crate::harness::patience::best_epoch(&valid)
+            .and_then(|e| Some((valid[e - 1]?, e))),
+        progress: if finished.is_some() {
+            Progress::Finished
+        } else {
+            Progress::Training
+        },
+        test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
+        max_grad_norm: crate::run::results::read_run_max(
+            dir,
+            "train",
+            crate::harness::output::GRAD_NORM,
+            epochs,
+        ),
+        max_eigenvalue: crate::run::results::read_run_max(
+            dir,
+            "valid",
+            crate::harness::output::MAX_REAL_EIGENVALUE,
+            epochs,
+        ),
+        wall: wall_time(&dir.join("train.log")),
+        valid,
+        ..planned_row(&name, &config)
+    })
+}
+
+/// The row of a run that has not started: `name` trained with `config`.
+pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
     let hidden = config.hidden_units();
     // What sets the run apart within its row: the time constants for ORGaNICs, the
     // optimizer and clipping for the baselines.
@@ -139,7 +221,7 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
                     .iter()
                     .any(Option::is_some)
             {
-                let cell = crate::run::train::seq_config(&config).cell;
+                let cell = crate::run::train::seq_config(config).cell;
                 let _ = write!(
                     d,
                     ", r_max {} / {} / {}",
@@ -173,21 +255,25 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         (true, true) => "learned W_r, the authors' gate 1 − a",
         (false, _) => "W_r = I",
     };
-    Ok(RunRow {
-        name: dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+    // sMNIST and psMNIST steps cost the same (a fixed permutation of the same pixels); so
+    // do the two time-constant settings to within the step-to-step noise.
+    let shape = if config.task.is_sequential() {
+        format!("sequence {hidden}")
+    } else {
+        format!("static {layers}, {recurrence}")
+    };
+    RunRow {
+        name: name.to_string(),
         what: if static_organics {
             format!("{} {} {layers}, {recurrence}", config.task, config.model)
         } else {
             format!("{} {} {hidden}, {detail}", config.task, config.model)
         },
-        epochs,
+        epochs: 0,
         max_epochs: config.epochs,
-        best_valid,
-        finished: finished.is_some(),
-        test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
+        best_valid: None,
+        progress: Progress::NotStarted,
+        test: None,
         paper: if static_organics {
             paper_static_accuracy(&config.layers)
                 .filter(|_| config.learn_recurrence && !config.linear_gate)
@@ -199,12 +285,36 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
                 config.learn_time_constants,
             )
         },
-        max_grad_norm,
-        max_eigenvalue,
-        wall: wall_time(&dir.join("train.log")),
+        max_grad_norm: None,
+        max_eigenvalue: None,
+        wall: None,
         task: config.task,
-        valid,
-    })
+        valid: Vec::new(),
+        pace_key: format!("{} {shape}, batch {}", config.model, config.batch_size),
+    }
+}
+
+/// The table's rows: every run folder under `root` and, where `root` holds a row list,
+/// each listed row that has no folder yet, with the configuration `config_of` makes of its
+/// flags; sorted by name.
+///
+/// # Errors
+/// As [`run_rows`] and [`read_row_list`], and whatever `config_of` returns for a row.
+pub fn report_rows(
+    root: &Path,
+    config_of: impl Fn(&str, &[String]) -> Result<TrainConfig, TrainError>,
+) -> Result<Vec<RunRow>, TrainError> {
+    let mut rows = run_rows(root)?;
+    let list = root.join(ROW_LIST);
+    if list.is_file() {
+        for (name, flags) in read_row_list(&list)? {
+            if !rows.iter().any(|r| r.name == name) {
+                rows.push(planned_row(&name, &config_of(&name, &flags)?));
+            }
+        }
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    Ok(rows)
 }
 
 /// The figure of `task`'s validation curves in a runs folder.
@@ -314,12 +424,15 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
          `valid/`, converted when they resume), its progress log `train.log` and, once \
          finished, `model.bpk` (the weights of the best validation epoch) and `results.json`.\n\n\
          `bash runs/run.sh` trains the unfinished rows one after another, resuming each from its \
-         checkpoint (the settings are in the script and in docs/RESULTS.md); \
+         checkpoint (the rows and their flags: `runs/rows.txt`; their settings explained: \
+         docs/RESULTS.md); \
          `cargo xtask eval --artifact-dir runs/<row>` scores a run's weights on the test set; \
          `cargo xtask report --out runs/README.md` rewrites this page.\n\n\
          Test accuracy is shown once a run has finished; while it trains, its best validation \
          accuracy so far, and with its wall time the most it may still need: its remaining \
-         epochs at the pace of its newest invocation (early stopping may end it sooner).\n\n{}{}",
+         epochs at the pace of its newest invocation (early stopping may end it sooner). A row \
+         not started yet shows its epoch limit at the fastest and the slowest pace of the \
+         started rows of its kind (same model, units and batch size).\n\n{}{}",
         runs_table(rows),
         figure_links(rows)
     )
@@ -357,10 +470,10 @@ pub fn runs_table(rows: &[RunRow]) -> String {
     );
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}%"));
     for r in rows {
-        let status = if r.finished {
-            String::new()
-        } else {
-            " (training)".to_string()
+        let status = match r.progress {
+            Progress::Finished => "",
+            Progress::Training => " (training)",
+            Progress::NotStarted => " (not started)",
         };
         let _ = writeln!(
             out,
@@ -381,22 +494,49 @@ pub fn runs_table(rows: &[RunRow]) -> String {
                 }
             }),
             r.max_eigenvalue.map_or("–".into(), |l| format!("{l:.3}")),
-            r.wall.map_or("–".into(), |w| {
-                let spent = format!("{:.1} h ({:.0} s)", w.total / 3600.0, w.per_epoch);
-                if r.finished {
-                    return spent;
-                }
-                // At most: early stopping may end the run sooner.
-                let left = r.max_epochs.saturating_sub(r.epochs) as f64 * w.recent_per_epoch;
-                format!(
-                    "{spent}; ≤ {:.1} h left at {:.0} s",
-                    left / 3600.0,
-                    w.recent_per_epoch
-                )
-            }),
+            if r.progress == Progress::NotStarted {
+                not_started_time(r, rows)
+            } else {
+                r.wall.map_or("–".into(), |w| {
+                    let spent = format!("{:.1} h ({:.0} s)", w.total / 3600.0, w.per_epoch);
+                    if r.progress == Progress::Finished {
+                        return spent;
+                    }
+                    // At most: early stopping may end the run sooner.
+                    let left = r.max_epochs.saturating_sub(r.epochs) as f64 * w.recent_per_epoch;
+                    format!(
+                        "{spent}; ≤ {:.1} h left at {:.0} s",
+                        left / 3600.0,
+                        w.recent_per_epoch
+                    )
+                })
+            },
         );
     }
     out
+}
+
+/// The time cell of a row not started yet: its epoch limit at the fastest and at the
+/// slowest newest pace of the started rows with its pace key (the pace depends on the cores
+/// a run gets), or a dash where no such row has timed an epoch.
+fn not_started_time(row: &RunRow, rows: &[RunRow]) -> String {
+    let mut like: Vec<(&str, f64)> = rows
+        .iter()
+        .filter(|r| r.progress != Progress::NotStarted && r.pace_key == row.pace_key)
+        .filter_map(|r| Some((r.name.as_str(), r.wall?.recent_per_epoch)))
+        .collect();
+    like.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let at = |(name, pace): (&str, f64)| {
+        format!(
+            "≤ {:.1} h at `{name}`'s {pace:.0} s",
+            row.max_epochs as f64 * pace / 3600.0
+        )
+    };
+    match like.as_slice() {
+        [] => "– (no run of its kind timed yet)".into(),
+        [one] => at(*one),
+        [fastest, .., slowest] => format!("{}; {}", at(*fastest), at(*slowest)),
+    }
 }
 
 #[cfg(test)]
@@ -411,7 +551,7 @@ mod tests {
             epochs: valid.len(),
             max_epochs: 300,
             best_valid: None,
-            finished: false,
+            progress: Progress::Training,
             test: None,
             paper: None,
             max_grad_norm: None,
@@ -419,6 +559,7 @@ mod tests {
             wall: None,
             task,
             valid,
+            pace_key: "organics sequence 64, batch 256".into(),
         }
     }
 
@@ -516,13 +657,148 @@ mod tests {
                  r_max 0.05 / 0.01 / {default_b}"
             )
         );
-        assert!(!row.finished && row.epochs == 0);
+        assert!(row.progress == Progress::Training && row.epochs == 0);
         let paper = TrainConfig::new().with_task(Task::Psmnist);
         crate::run::train::write_json(&dir.path().join(files::CONFIG), &paper).expect("config");
         assert_eq!(
             run_row(dir.path()).expect("row").what,
             "psmnist organics 64, learned τ"
         );
+    }
+
+    #[test]
+    fn the_row_list_gives_names_and_flags_and_rejects_bad_names() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let list = dir.path().join(ROW_LIST);
+        std::fs::write(
+            &list,
+            "# a comment\n\n  a-1 --task smnist  --hidden 64\nb\n   # indented\n",
+        )
+        .expect("list");
+        let words = |w: &[&str]| w.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            read_row_list(&list).expect("read"),
+            vec![
+                (
+                    "a-1".to_string(),
+                    words(&["--task", "smnist", "--hidden", "64"])
+                ),
+                ("b".to_string(), vec![]),
+            ]
+        );
+        for (text, why) in [
+            (
+                "a --task smnist\nb\na --task psmnist\n",
+                "line 3: row `a` appears twice",
+            ),
+            (
+                "../up --task smnist\n",
+                "line 1: row `../up` is not a plain folder name",
+            ),
+            (
+                "x\n.hidden\n",
+                "line 2: row `.hidden` is not a plain folder name",
+            ),
+        ] {
+            std::fs::write(&list, text).expect("list");
+            match read_row_list(&list) {
+                Err(TrainError::Invalid(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            read_row_list(&dir.path().join("none.txt")),
+            Err(TrainError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn a_listed_row_without_a_folder_is_timed_at_the_pace_of_the_started_rows_of_its_kind() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // A started run with two epochs of `pace` seconds each.
+        let start = |name: &str, config: &TrainConfig, pace: u32| {
+            let run = dir.path().join(name);
+            std::fs::create_dir(&run).expect("dir");
+            crate::run::train::write_json(&run.join(files::CONFIG), config).expect("config");
+            std::fs::write(
+                run.join("train.log"),
+                format!(
+                    "training epochs 1..=300\n\
+                     epoch 1/300 valid 3000/3000 items ({pace} s)\n\
+                     epoch 2/300 valid 3000/3000 items ({} s)\n",
+                    2 * pace
+                ),
+            )
+            .expect("log");
+        };
+        let smnist = TrainConfig::new().with_task(Task::Smnist).with_epochs(300);
+        start("smnist-a", &smnist, 100);
+        start("psmnist-d", &smnist.clone().with_task(Task::Psmnist), 300);
+        std::fs::write(
+            dir.path().join(ROW_LIST),
+            "smnist-a --task smnist\npsmnist-b --task psmnist\nsmnist-c --hidden 128\n",
+        )
+        .expect("list");
+        let asked = std::cell::RefCell::new(Vec::new());
+        let rows = report_rows(dir.path(), |name, flags| {
+            asked.borrow_mut().push(name.to_string());
+            Ok(match flags {
+                [_, task] if task == "psmnist" => smnist
+                    .clone()
+                    .with_task(Task::Psmnist)
+                    .with_learn_time_constants(false),
+                _ => smnist.clone().with_hidden(Some(128)),
+            })
+        })
+        .expect("rows");
+        // the started row comes from its folder, not from the list
+        assert_eq!(*asked.borrow(), vec!["psmnist-b", "smnist-c"]);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["psmnist-b", "psmnist-d", "smnist-a", "smnist-c"]
+        );
+        assert_eq!(rows[0].progress, Progress::NotStarted);
+        let table = runs_table(&rows);
+        fn line<'a>(table: &'a str, name: &str) -> &'a str {
+            let start = format!("| `{name}` |");
+            table.lines().find(|l| l.starts_with(&start)).expect("row")
+        }
+        // 300 epochs at 100 s (8.3 h) and at 300 s (25 h): a psMNIST step with fixed time
+        // constants costs what the learned ones' do, on either task
+        assert!(
+            line(&table, "psmnist-b").contains("| 0 / 300 (not started) |"),
+            "{table}"
+        );
+        assert!(
+            line(&table, "psmnist-b")
+                .ends_with("| ≤ 8.3 h at `smnist-a`'s 100 s; ≤ 25.0 h at `psmnist-d`'s 300 s |"),
+            "{table}"
+        );
+        assert!(line(&table, "smnist-a").contains("(training)"), "{table}");
+        // no 128-unit row has run: no pace to go by
+        assert!(
+            line(&table, "smnist-c").ends_with("| – (no run of its kind timed yet) |"),
+            "{table}"
+        );
+        // a single run of its kind: one time
+        let alone = report_rows(dir.path(), |_, _| {
+            Ok(smnist.clone().with_task(Task::Psmnist))
+        })
+        .expect("rows")
+        .into_iter()
+        .filter(|r| r.name != "psmnist-d")
+        .collect::<Vec<_>>();
+        let table = runs_table(&alone);
+        assert!(
+            line(&table, "psmnist-b").ends_with("| ≤ 8.3 h at `smnist-a`'s 100 s |"),
+            "{table}"
+        );
+        // without a list, only the folders
+        std::fs::remove_file(dir.path().join(ROW_LIST)).expect("rm");
+        let rows =
+            report_rows(dir.path(), |_, _| panic!("no list, no row to configure")).expect("rows");
+        assert_eq!(rows.len(), 2);
     }
 
     #[test]
@@ -539,7 +815,7 @@ mod tests {
         };
         let finished = RunRow {
             wall: Some(wall),
-            finished: true,
+            progress: Progress::Finished,
             test: Some(97.0),
             ..row("smnist-b", Task::Smnist, vec![Some(70.0); 36])
         };
