@@ -9,7 +9,7 @@
 #   bash runs/run.sh smnist-organics64 psmnist-organics64   # only these rows
 #
 # The rows and their settings: runs/rows.txt (one line a row: its name, then its flags of
-# `cargo xtask train`), in the order of training.
+# `cargo xtask train`), in the order of training; `cargo xtask rows` checks and prints them.
 # Progress lines go to runs/<row>/train.log. XTASK overrides the command (default
 # `cargo xtask`); the runs start at low priority so builds and tests stay usable.
 # CPUS pins the runs to those cores (`taskset -c $CPUS`). Runs side by side share all cores
@@ -37,22 +37,31 @@ if [ -n "${CPUS:-}" ]; then
   taskset -c "$CPUS" true || { echo "CPUS=$CPUS: not cores this machine has" >&2; exit 2; }
   PIN=(taskset -c "$CPUS")
 fi
-# Each row: its name, then its flags; comments and blank lines skipped.
+# Each row: its name, then its flags, read by `xtask rows`, which checks every row's name
+# and flags as `train` takes them before anything starts (and prints its error otherwise).
+# shellcheck disable=SC2086
+LIST=$($XTASK rows --runs runs) || exit 2
 ROWS=()
-while read -r name flags; do
-  case $name in "" | "#"*) continue ;; esac
-  ROWS+=("$name|$flags")
-done < runs/rows.txt
+NAMES=()
+while IFS=$'\t' read -r name flags; do
+  if [ -n "$name" ]; then
+    ROWS+=("$name|$flags")
+    NAMES+=("$name")
+  fi
+done <<< "$LIST"
 [ ${#ROWS[@]} -gt 0 ] || { echo "runs/rows.txt names no row" >&2; exit 2; }
-for r in "$@"; do
-  printf '%s\n' "${ROWS[@]%%|*}" | grep -qxF -- "$r" || { echo "$r: not a row of runs/rows.txt" >&2; exit 2; }
-done
 
+# Whether row $1 is among the rest of the arguments (or there are none: every row).
 wanted() { [ $# -eq 1 ] && return 0; local r; for r in "${@:2}"; do [ "$r" = "$1" ] && return 0; done; return 1; }
+
+for r in "$@"; do
+  wanted "$r" "${NAMES[@]}" || { echo "$r: not a row of runs/rows.txt" >&2; exit 2; }
+done
 
 for row in "${ROWS[@]}"; do
   name=${row%%|*}
-  flags=${row#*|}
+  # One word a flag, as `xtask rows` split them (no glob expansion).
+  read -ra flags <<< "${row#*|}"
   wanted "$name" "$@" || continue
   dir=runs/$name
   if grep -qs '"status": "finished"' "$dir/results.json"; then
@@ -67,6 +76,6 @@ for row in "${ROWS[@]}"; do
   mkdir -p "$dir"
   echo "== $(date -u +%FT%TZ) $name: start ($resume)${CPUS:+ on cores $CPUS}" | tee -a "$dir/train.log"
   # shellcheck disable=SC2086
-  nice -n 19 ${PIN[@]+"${PIN[@]}"} $XTASK train $flags --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1
+  nice -n 19 ${PIN[@]+"${PIN[@]}"} $XTASK train ${flags[@]+"${flags[@]}"} --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1
   echo "== $(date -u +%FT%TZ) $name: exit 0" | tee -a "$dir/train.log"
 done

@@ -50,6 +50,13 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The rows of a runs folder's list (`runs/rows.txt`), each checked as `train` would
+    /// take it: one line a row, its name, a tab, its flags (what `runs/run.sh` trains).
+    Rows {
+        /// The folder holding the list.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -408,30 +415,31 @@ fn train_config(a: &TrainArgs) -> TrainConfig {
 }
 
 /// The configuration of a row of a runs folder's row list: its flags as `train` reads them.
-fn row_config(name: &str, flags: &[String]) -> Result<TrainConfig, TrainError> {
+/// The folder and whether to resume are `runs/run.sh`'s to give, so a row may not set them.
+fn row_config(flags: &[String]) -> Result<TrainConfig, TrainError> {
     let args = ["xtask", "train"]
         .into_iter()
         .map(String::from)
         .chain(flags.iter().cloned());
     match Cli::try_parse_from(args).map(|cli| cli.command) {
         Ok(Command::Train(a)) => {
+            if a.artifact_dir.is_some() || a.resume || a.overwrite {
+                return Err(TrainError::Invalid(
+                    "--artifact-dir, --resume and --overwrite are runs/run.sh's to give".into(),
+                ));
+            }
             let config = train_config(&a);
-            config
-                .validate()
-                .map_err(|e| TrainError::Invalid(format!("row `{name}` of the row list: {e}")))?;
+            config.validate()?;
             Ok(config)
         }
-        Ok(_) => Err(TrainError::Invalid(format!(
-            "row `{name}` of the row list: not flags of `train`"
-        ))),
+        Ok(_) => Err(TrainError::Invalid("not flags of `train`".into())),
         Err(e) => {
             // clap's message is several lines (usage, help hint); its first says what is wrong.
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("unreadable flags");
-            Err(TrainError::Invalid(format!(
-                "row `{name}` of the row list: {}",
-                first.trim_start_matches("error: ")
-            )))
+            Err(TrainError::Invalid(
+                first.trim_start_matches("error: ").to_string(),
+            ))
         }
     }
 }
@@ -594,6 +602,12 @@ fn run(cli: Cli) -> Result<(), TrainError> {
                 for figure in organics_train::run::report::validation_figures(&rows, beside)? {
                     println!("written to {}", figure.display());
                 }
+            }
+        }
+        Command::Rows { runs } => {
+            let list = runs.join(organics_train::run::report::ROW_LIST);
+            for (row, _) in organics_train::run::report::checked_rows(&list, row_config)? {
+                println!("{}\t{}", row.name, row.flags.join(" "));
             }
         }
         Command::Plot(PlotCommand::Phase { out }) => {

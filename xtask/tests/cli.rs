@@ -161,32 +161,47 @@ fn the_report_lists_the_rows_not_started_and_refuses_a_row_with_bad_flags() {
         table.contains("| `a-row` | psmnist organics 32, learned τ | 0 / 7 (not started) |"),
         "{table}"
     );
+    assert_eq!(
+        xtask_stdout(&["rows", "--runs", runs]),
+        "a-row\t--task psmnist --hidden 32 --epochs 7\n"
+    );
     for (row, message) in [
         (
             "b --task cifar",
-            "row `b` of the row list: invalid value 'cifar'",
+            "rows.txt, line 2: row `b`: invalid value 'cifar'",
         ),
         (
             "c --task mnist --model lstm",
-            "row `c` of the row list: model lstm is for the sequence tasks",
+            "rows.txt, line 2: row `c`: model lstm is for the sequence tasks",
         ),
-        ("d --hidden", "row `d` of the row list: a value is required"),
+        (
+            "d --hidden",
+            "rows.txt, line 2: row `d`: a value is required",
+        ),
+        (
+            "e --artifact-dir elsewhere",
+            "rows.txt, line 2: row `e`: --artifact-dir, --resume and --overwrite are runs/run.sh's",
+        ),
+        (
+            "a-row --task psmnist",
+            "rows.txt, line 2: row `a-row` appears twice",
+        ),
     ] {
         std::fs::write(&list, format!("a-row --task smnist\n{row}\n")).expect("list");
-        let (code, err) = xtask(&["report", "--runs", runs]);
-        assert_eq!(code, 2, "{row}: {err}");
-        assert!(err.contains(message), "{row}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{row}: {err}");
+        for command in ["report", "rows"] {
+            let (code, err) = xtask(&[command, "--runs", runs]);
+            assert_eq!(code, 2, "{command} {row}: {err}");
+            assert!(err.contains(message), "{command} {row}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{command} {row}: {err}");
+        }
     }
-    // The repository's own list: every row parses and shows.
+    // The repository's own list: every row is accepted and shows in the report.
     let own = format!("{}/../runs", env!("CARGO_MANIFEST_DIR"));
+    let rows = xtask_stdout(&["rows", "--runs", &own]);
     let table = xtask_stdout(&["report", "--runs", &own]);
-    let rows = std::fs::read_to_string(format!("{own}/rows.txt")).expect("runs/rows.txt");
-    for name in rows
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|w| !w.starts_with('#'))
-    {
+    assert!(rows.lines().count() >= 11, "{rows}");
+    for line in rows.lines() {
+        let (name, _) = line.split_once('\t').expect("name, tab, flags");
         assert!(table.contains(&format!("| `{name}` |")), "{name}: {table}");
     }
 }

@@ -77,18 +77,18 @@ pub struct RunRow {
     pub task: Task,
     /// Validation accuracy (%) of each epoch, from its metric logs.
     pub valid: Vec<Option<f64>>,
-    /// What sets the time of its training steps apart (model, units, batch size, sequential
-    /// or static task): a row not started yet is timed at the pace of a started row with the
-    /// same key.
+    /// What sets the time of its epochs apart (model and its size, batch size, backend and
+    /// devices, data sizes; not the sequence task's permutation or the time constants): a row
+    /// not started yet is timed at the pace of the started rows with the same key.
     pub pace_key: String,
 }
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// Listed in `rows.txt`, no folder yet.
+    /// Listed in `rows.txt`, no run folder (one with a `config.json`) yet.
     NotStarted,
-    /// Has a folder; not finished.
+    /// Has a run folder; not finished.
     Training,
     /// Its `results.json` says finished.
     Finished,
@@ -98,15 +98,27 @@ pub enum Progress {
 /// `runs/run.sh` trains in order).
 pub const ROW_LIST: &str = "rows.txt";
 
-/// The rows of a row list: each non-blank line that does not start with `#` holds a row's
-/// folder name and then its flags of `cargo xtask train`, separated by whitespace.
+/// One row of a row list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRow {
+    /// Its folder name under the runs folder.
+    pub name: String,
+    /// Its flags of `cargo xtask train`, one word each.
+    pub flags: Vec<String>,
+    /// Its line in the list (from 1), for messages.
+    pub line: usize,
+}
+
+/// The rows of a row list: each line that is not blank and does not start with `#` (a
+/// comment is a whole line) holds a row's folder name and then its flags of
+/// `cargo xtask train`, separated by whitespace (Windows line ends too).
 ///
 /// # Errors
 /// [`TrainError::File`] if the list cannot be read, [`TrainError::Invalid`] for a name
 /// that is not a plain folder name or that appears twice.
-pub fn read_row_list(path: &Path) -> Result<Vec<(String, Vec<String>)>, TrainError> {
+pub fn read_row_list(path: &Path) -> Result<Vec<ListedRow>, TrainError> {
     let text = std::fs::read_to_string(path).map_err(file_err(path))?;
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut rows: Vec<ListedRow> = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let mut words = line.split_whitespace();
         let Some(name) = words.next().filter(|w| !w.starts_with('#')) else {
@@ -128,12 +140,39 @@ pub fn read_row_list(path: &Path) -> Result<Vec<(String, Vec<String>)>, TrainErr
                 "is not a plain folder name (letters, digits, - _ .)",
             ));
         }
-        if rows.iter().any(|(n, _)| n == name) {
+        if rows.iter().any(|r| r.name == name) {
             return Err(invalid("appears twice"));
         }
-        rows.push((name.to_string(), words.map(str::to_string).collect()));
+        rows.push(ListedRow {
+            name: name.to_string(),
+            flags: words.map(str::to_string).collect(),
+            line: number + 1,
+        });
     }
     Ok(rows)
+}
+
+/// The rows of the list `path` with the configuration `config_of` makes of each one's
+/// flags; an error of `config_of` is reported with the row's place in the list.
+///
+/// # Errors
+/// As [`read_row_list`], and [`TrainError::Invalid`] for flags `config_of` refuses.
+pub fn checked_rows(
+    path: &Path,
+    config_of: impl Fn(&[String]) -> Result<TrainConfig, TrainError>,
+) -> Result<Vec<(ListedRow, TrainConfig)>, TrainError> {
+    read_row_list(path)?
+        .into_iter()
+        .map(|row| match config_of(&row.flags) {
+            Ok(config) => Ok((row, config)),
+            Err(e) => Err(TrainError::Invalid(format!(
+                "{}, line {}: row `{}`: {e}",
+                path.display(),
+                row.line,
+                row.name
+            ))),
+        })
+        .collect()
 }
 
 /// The rows of every run folder under `root`, sorted by name.
@@ -256,11 +295,14 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
         (false, _) => "W_r = I",
     };
     // sMNIST and psMNIST steps cost the same (a fixed permutation of the same pixels); so
-    // do the two time-constant settings to within the step-to-step noise.
+    // do the two time-constant settings to within the step-to-step noise (fixed ones only
+    // leave θ out of training; the kernel is the same).
     let shape = if config.task.is_sequential() {
         format!("sequence {hidden}")
-    } else {
+    } else if static_organics {
         format!("static {layers}, {recurrence}")
+    } else {
+        format!("static {hidden}")
     };
     RunRow {
         name: name.to_string(),
@@ -290,26 +332,36 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
         wall: None,
         task: config.task,
         valid: Vec::new(),
-        pace_key: format!("{} {shape}, batch {}", config.model, config.batch_size),
+        pace_key: format!(
+            "{} {shape}, batch {}, {} on {} device(s), data {:?} / {} / {:?}",
+            config.model,
+            config.batch_size,
+            config.backend,
+            config.devices,
+            config.train_limit,
+            config.valid_size,
+            config.valid_limit
+        ),
     }
 }
 
 /// The table's rows: every run folder under `root` and, where `root` holds a row list,
-/// each listed row that has no folder yet, with the configuration `config_of` makes of its
-/// flags; sorted by name.
+/// each listed row that has no run folder (one with a `config.json`) yet, with the
+/// configuration `config_of` makes of its flags; sorted by name. Every listed row's flags
+/// are checked, started or not.
 ///
 /// # Errors
-/// As [`run_rows`] and [`read_row_list`], and whatever `config_of` returns for a row.
+/// As [`run_rows`] and [`checked_rows`].
 pub fn report_rows(
     root: &Path,
-    config_of: impl Fn(&str, &[String]) -> Result<TrainConfig, TrainError>,
+    config_of: impl Fn(&[String]) -> Result<TrainConfig, TrainError>,
 ) -> Result<Vec<RunRow>, TrainError> {
     let mut rows = run_rows(root)?;
     let list = root.join(ROW_LIST);
     if list.is_file() {
-        for (name, flags) in read_row_list(&list)? {
-            if !rows.iter().any(|r| r.name == name) {
-                rows.push(planned_row(&name, &config_of(&name, &flags)?));
+        for (listed, config) in checked_rows(&list, config_of)? {
+            if !rows.iter().any(|r| r.name == listed.name) {
+                rows.push(planned_row(&listed.name, &config));
             }
         }
         rows.sort_by(|a, b| a.name.cmp(&b.name));
@@ -418,7 +470,7 @@ pub fn wall_time(log: &Path) -> Option<WallTime> {
 pub fn runs_readme(rows: &[RunRow]) -> String {
     format!(
         "# Runs of the paper's Tables 1 and 2\n\n\
-         One folder per table row: its `config.json`, its latest complete checkpoints (model, \
+         One folder per table row that has started: its `config.json`, its latest complete checkpoints (model, \
          optimizer, scheduler) and, with early stopping, those of its best validation epoch, \
          its per-epoch metrics `metrics.jsonl` (older runs: the metric logs `train/`, \
          `valid/`, converted when they resume), its progress log `train.log` and, once \
@@ -432,7 +484,8 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
          accuracy so far, and with its wall time the most it may still need: its remaining \
          epochs at the pace of its newest invocation (early stopping may end it sooner). A row \
          not started yet shows its epoch limit at the fastest and the slowest pace of the \
-         started rows of its kind (same model, units and batch size).\n\n{}{}",
+         started rows of its kind (same model and size, batch size and backend; sMNIST and \
+         psMNIST, learned and fixed time constants alike).\n\n{}{}",
         runs_table(rows),
         figure_links(rows)
     )
@@ -679,13 +732,24 @@ mod tests {
         assert_eq!(
             read_row_list(&list).expect("read"),
             vec![
-                (
-                    "a-1".to_string(),
-                    words(&["--task", "smnist", "--hidden", "64"])
-                ),
-                ("b".to_string(), vec![]),
+                ListedRow {
+                    name: "a-1".into(),
+                    flags: words(&["--task", "smnist", "--hidden", "64"]),
+                    line: 3
+                },
+                ListedRow {
+                    name: "b".into(),
+                    flags: vec![],
+                    line: 4
+                },
             ]
         );
+        // Windows line ends, and a last line without one
+        std::fs::write(&list, "a --task smnist\r\n\r\nb --hidden 8").expect("list");
+        let rows = read_row_list(&list).expect("read");
+        assert_eq!(rows[0].flags, words(&["--task", "smnist"]));
+        assert_eq!((rows[1].name.as_str(), rows[1].line), ("b", 3));
+        assert_eq!(rows[1].flags, words(&["--hidden", "8"]));
         for (text, why) in [
             (
                 "a --task smnist\nb\na --task psmnist\n",
@@ -710,6 +774,26 @@ mod tests {
             read_row_list(&dir.path().join("none.txt")),
             Err(TrainError::File { .. })
         ));
+    }
+
+    #[test]
+    fn a_row_with_refused_flags_is_named_with_its_line() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let list = dir.path().join(ROW_LIST);
+        std::fs::write(&list, "# rows\nok --task smnist\nbad --task cifar\n").expect("list");
+        let result = checked_rows(&list, |flags| match flags {
+            [_, task] if task == "cifar" => Err(TrainError::Invalid("unknown task".into())),
+            _ => Ok(TrainConfig::new()),
+        });
+        match result {
+            Err(TrainError::Invalid(m)) => {
+                assert!(
+                    m.ends_with("rows.txt, line 3: row `bad`: unknown task"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -740,8 +824,8 @@ mod tests {
         )
         .expect("list");
         let asked = std::cell::RefCell::new(Vec::new());
-        let rows = report_rows(dir.path(), |name, flags| {
-            asked.borrow_mut().push(name.to_string());
+        let rows = report_rows(dir.path(), |flags| {
+            asked.borrow_mut().push(flags.join(" "));
             Ok(match flags {
                 [_, task] if task == "psmnist" => smnist
                     .clone()
@@ -751,8 +835,11 @@ mod tests {
             })
         })
         .expect("rows");
-        // the started row comes from its folder, not from the list
-        assert_eq!(*asked.borrow(), vec!["psmnist-b", "smnist-c"]);
+        // every listed row's flags are checked; the started row comes from its folder
+        assert_eq!(
+            *asked.borrow(),
+            vec!["--task smnist", "--task psmnist", "--hidden 128"]
+        );
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
@@ -782,13 +869,11 @@ mod tests {
             "{table}"
         );
         // a single run of its kind: one time
-        let alone = report_rows(dir.path(), |_, _| {
-            Ok(smnist.clone().with_task(Task::Psmnist))
-        })
-        .expect("rows")
-        .into_iter()
-        .filter(|r| r.name != "psmnist-d")
-        .collect::<Vec<_>>();
+        let alone = report_rows(dir.path(), |_| Ok(smnist.clone().with_task(Task::Psmnist)))
+            .expect("rows")
+            .into_iter()
+            .filter(|r| r.name != "psmnist-d")
+            .collect::<Vec<_>>();
         let table = runs_table(&alone);
         assert!(
             line(&table, "psmnist-b").ends_with("| ≤ 8.3 h at `smnist-a`'s 100 s |"),
@@ -797,7 +882,7 @@ mod tests {
         // without a list, only the folders
         std::fs::remove_file(dir.path().join(ROW_LIST)).expect("rm");
         let rows =
-            report_rows(dir.path(), |_, _| panic!("no list, no row to configure")).expect("rows");
+            report_rows(dir.path(), |_| panic!("no list, no row to configure")).expect("rows");
         assert_eq!(rows.len(), 2);
     }
 
