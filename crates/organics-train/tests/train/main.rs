@@ -10,5 +10,6 @@ mod devices;
 mod end_to_end;
 mod faults;
 mod properties;
+mod published;
 mod resume;
 mod wgpu;

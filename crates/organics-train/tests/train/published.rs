@@ -1,0 +1,53 @@
+//! The weights published in `runs/` score on the test set exactly what their `results.json`
+//! reports, as `cargo xtask eval --artifact-dir runs/ROW` does: a change to the model, the
+//! data pipeline or the evaluation that moved a published number fails here.
+
+use crate::common;
+
+use std::path::Path;
+
+use organics_train::{RunResults, RunStatus};
+
+#[test]
+fn every_finished_run_in_runs_scores_its_published_test_accuracy() {
+    let runs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runs");
+    let mut dirs: Vec<_> = std::fs::read_dir(&runs)
+        .expect("runs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("results.json").is_file())
+        .collect();
+    dirs.sort();
+    let mut checked = Vec::new();
+    for dir in dirs {
+        let name = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(dir.join("results.json")).expect("results");
+        let reported: RunResults =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if reported.status != RunStatus::Finished {
+            continue;
+        }
+        let eval = organics_train::evaluate(&dir, Some(common::data_dir()), None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(Some(eval.test_accuracy), reported.test_accuracy, "{name}");
+        let loss = reported.test_loss.expect("reported loss");
+        assert!(
+            (eval.test_loss - loss).abs() <= 1e-6 * loss.abs(),
+            "{name}: {} vs {loss}",
+            eval.test_loss
+        );
+        checked.push(name);
+    }
+    // The rows finished when this test was written (more finish as the runs go on).
+    for name in [
+        "mnist-learned-128-64",
+        "mnist-learned-128-64-authors-gate",
+        "mnist-learned-50",
+        "mnist-learned-80",
+    ] {
+        assert!(checked.iter().any(|c| c == name), "{name}: {checked:?}");
+    }
+}
