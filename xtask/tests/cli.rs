@@ -158,7 +158,8 @@ fn the_report_lists_the_rows_not_started_and_refuses_a_row_with_bad_flags() {
     .expect("list");
     let table = xtask_stdout(&["report", "--runs", runs]);
     assert!(
-        table.contains("| `a-row` | psmnist organics 32, learned τ | 0 / 7 (not started) |"),
+        table
+            .contains("| `a-row` | psmnist organics 32, learned τ | 6,698 | 0 / 7 (not started) |"),
         "{table}"
     );
     assert_eq!(

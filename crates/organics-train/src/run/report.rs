@@ -6,10 +6,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use organics_data::PixelOrder;
+
 use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
-use crate::options::{ModelKind, Task};
+use crate::options::{BackendKind, ModelKind, Task};
 use crate::run::checkpoint::last_complete_epoch;
+use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::run::results::{RunResults, RunStatus};
 use crate::run::train::{files, read_config};
 
@@ -54,6 +57,8 @@ pub struct RunRow {
     pub name: String,
     /// Task, model, units and time constants, in words.
     pub what: String,
+    /// Parameters that training changes.
+    pub params: Option<usize>,
     /// Epochs with a complete checkpoint (or trained, once finished).
     pub epochs: usize,
     /// The epoch limit of its configuration.
@@ -230,6 +235,23 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
     })
 }
 
+/// The number of parameters that training changes in the model of `config` (counted on a
+/// freshly built model on the CPU: the count does not depend on the backend).
+///
+/// # Errors
+/// [`TrainError`] if the CPU device cannot be made.
+pub fn trainable_params(config: &TrainConfig) -> Result<usize, TrainError> {
+    struct Count;
+    impl ModelJob for Count {
+        type Output = usize;
+        fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, _: Bt) -> usize {
+            model.num_trainable_params()
+        }
+    }
+    let device = BackendKind::Flex.device()?;
+    Ok(with_model(config, &device, 0, PixelOrder::ScanLine, Count))
+}
+
 /// The row of a run that has not started: `name` trained with `config`.
 pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
     let hidden = config.hidden_units();
@@ -311,6 +333,7 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
         } else {
             format!("{} {} {hidden}, {detail}", config.task, config.model)
         },
+        params: trainable_params(config).ok(),
         epochs: 0,
         max_epochs: config.epochs,
         best_valid: None,
@@ -519,7 +542,7 @@ fn figure_links(rows: &[RunRow]) -> String {
 /// The table of `rows` in Markdown.
 pub fn runs_table(rows: &[RunRow]) -> String {
     let mut out = String::from(
-        "| run | model | epochs | best valid (epoch) | test | paper | largest grad norm | largest Re λ | wall time (per epoch; at most left) |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| run | model | parameters | epochs | best valid (epoch) | test | paper | largest grad norm | largest Re λ | wall time (per epoch; at most left) |\n|---|---|---:|---|---|---|---|---|---|---|\n",
     );
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}%"));
     for r in rows {
@@ -530,9 +553,10 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} / {}{status} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} / {}{status} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.what,
+            r.params.map_or("–".into(), thousands),
             r.epochs,
             r.max_epochs,
             r.best_valid
@@ -569,6 +593,19 @@ pub fn runs_table(rows: &[RunRow]) -> String {
     out
 }
 
+/// `n` with a comma between each group of three digits.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The time cell of a row not started yet: its epoch limit at the fastest and at the
 /// slowest newest pace of the started rows with its pace key (the pace depends on the cores
 /// a run gets), or a dash where no such row has timed an epoch.
@@ -601,6 +638,7 @@ mod tests {
         RunRow {
             name: name.into(),
             what: String::new(),
+            params: Some(25_674),
             epochs: valid.len(),
             max_epochs: 300,
             best_valid: None,
@@ -774,6 +812,25 @@ mod tests {
             read_row_list(&dir.path().join("none.txt")),
             Err(TrainError::File { .. })
         ));
+    }
+
+    #[test]
+    fn parameter_counts_are_the_model_notes_closed_forms() {
+        // docs/MODEL.md §6: 6n² + 17n + 10 for the sequence model with learned time
+        // constants; the fixed ones leave the 4n of θ out of training.
+        for n in [64, 128] {
+            let config = TrainConfig::new()
+                .with_task(Task::Smnist)
+                .with_hidden(Some(n));
+            let learned = trainable_params(&config).expect("count");
+            assert_eq!(learned, 6 * n * n + 17 * n + 10, "n = {n}");
+            let fixed = trainable_params(&config.with_learn_time_constants(false)).expect("count");
+            assert_eq!(fixed, learned - 4 * n, "n = {n}");
+        }
+        assert_eq!(thousands(25_674), "25,674");
+        assert_eq!(thousands(100_490), "100,490");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
     }
 
     #[test]

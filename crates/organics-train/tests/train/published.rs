@@ -1,6 +1,7 @@
 //! The weights published in `runs/` score on the test set exactly what their `results.json`
 //! reports, as `cargo xtask eval --artifact-dir runs/ROW` does: a change to the model, the
-//! data pipeline or the evaluation that moved a published number fails here.
+//! data pipeline or the evaluation that moved a published number fails here. Their
+//! parameter counts are those the runs report shows.
 
 use crate::common;
 
@@ -39,6 +40,10 @@ fn every_finished_run_in_runs_scores_its_published_test_accuracy() {
             "{name}: {} vs {loss}",
             eval.test_loss
         );
+        // The report counts the parameters of a row from its config: the same number.
+        let config = organics_train::run::train::read_config(&dir).expect("config");
+        let counted = organics_train::run::report::trainable_params(&config).expect("count");
+        assert_eq!(counted, reported.params, "{name}");
         checked.push(name);
     }
     // The rows finished when this test was written (more finish as the runs go on).
