@@ -3,7 +3,21 @@
 
 use std::path::PathBuf;
 
-use organics_train::{BackendKind, ModelKind, RunOptions, Task, TrainConfig};
+use organics_train::{BackendKind, ModelKind, RunOptions, RunResults, Task, TrainConfig};
+
+/// Checks that the run in `dir` scores on the test set exactly the accuracy `reported`
+/// says, and its loss to 1e-6 (`name` for messages).
+pub fn assert_scores_as_reported(name: &str, dir: &std::path::Path, reported: &RunResults) {
+    let eval = organics_train::evaluate(dir, Some(data_dir()), None)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(Some(eval.test_accuracy), reported.test_accuracy, "{name}");
+    let loss = reported.test_loss.expect("reported loss");
+    assert!(
+        (eval.test_loss - loss).abs() <= 1e-6 * loss.abs(),
+        "{name}: {} vs {loss}",
+        eval.test_loss
+    );
+}
 
 /// The MNIST folder shipped in the repository.
 pub fn data_dir() -> PathBuf {

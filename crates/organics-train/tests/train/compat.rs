@@ -37,15 +37,7 @@ fn runs_of_an_earlier_version_load_score_and_keep_their_metrics() {
         let text = std::fs::read_to_string(dir.path().join("results.json")).expect("results");
         let reported: RunResults = serde_json::from_str(&text).expect("parses");
 
-        let eval = organics_train::evaluate(dir.path(), Some(common::data_dir()), None)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(Some(eval.test_accuracy), reported.test_accuracy, "{name}");
-        let loss = reported.test_loss.expect("reported loss");
-        assert!(
-            (eval.test_loss - loss).abs() <= 1e-6 * loss.abs(),
-            "{name}: {} vs {loss}",
-            eval.test_loss
-        );
+        common::assert_scores_as_reported(name, dir.path(), &reported);
 
         // Its metric logs (Burn's old per-file layout) read as they were reported.
         let valid =

@@ -31,15 +31,7 @@ fn every_finished_run_in_runs_scores_its_published_test_accuracy() {
         if reported.status != RunStatus::Finished {
             continue;
         }
-        let eval = organics_train::evaluate(&dir, Some(common::data_dir()), None)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(Some(eval.test_accuracy), reported.test_accuracy, "{name}");
-        let loss = reported.test_loss.expect("reported loss");
-        assert!(
-            (eval.test_loss - loss).abs() <= 1e-6 * loss.abs(),
-            "{name}: {} vs {loss}",
-            eval.test_loss
-        );
+        common::assert_scores_as_reported(&name, &dir, &reported);
         // The report counts the parameters of a row from its config: the same number.
         let config = organics_train::run::train::read_config(&dir).expect("config");
         let counted = organics_train::run::report::trainable_params(&config).expect("count");
