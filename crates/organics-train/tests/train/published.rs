@@ -44,6 +44,8 @@ fn every_finished_run_in_runs_scores_its_published_test_accuracy() {
         "mnist-learned-128-64-authors-gate",
         "mnist-learned-50",
         "mnist-learned-80",
+        "smnist-lstm128",
+        "smnist-organics64",
     ] {
         assert!(checked.iter().any(|c| c == name), "{name}: {checked:?}");
     }
