@@ -74,8 +74,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+impl AtomicCheckpointer {
+    /// Whether a write of the run has failed. Then this epoch's checkpoint is not written
+    /// and no older one is deleted: an epoch whose metrics could not be written must not be
+    /// resumed from as if complete. (Burn checks the run's stop request before it
+    /// checkpoints, but the metric log writes on Burn's event-store thread, which may record
+    /// its failure after that check; Burn's checkpointing strategy queries that thread
+    /// before any save or delete, so by then the failure is recorded.)
+    fn run_failed(&self) -> bool {
+        self.report.as_ref().is_some_and(|f| f.get().is_some())
+    }
+}
+
 impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
+        if self.run_failed() {
+            return Ok(());
+        }
         let bytes = record
             .checkpoint_into_bytes()
             .map_err(CheckpointerError::Record)?;
@@ -89,6 +104,9 @@ impl<R: Checkpoint> Checkpointer<R> for AtomicCheckpointer {
     }
 
     fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {
+        if self.run_failed() {
+            return Ok(());
+        }
         let path = self.path(epoch);
         if path.exists() {
             std::fs::remove_file(path).map_err(CheckpointerError::IOError)?;
@@ -255,6 +273,24 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn after_a_failed_write_no_checkpoint_is_saved_or_deleted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let failure = WriteFailure::new(burn::train::Interrupter::new());
+        let checkpointer =
+            AtomicCheckpointer::new(dir.path(), "model").reporting_to(failure.clone());
+        Checkpointer::<()>::save(&checkpointer, 1, ()).expect("saved");
+        assert_eq!(epochs_on_disk(dir.path()), vec!["model-1.bpk"]);
+        // the metric log's write failed (on its own thread, after Burn's stop check)
+        failure.record(
+            &dir.path().join("metrics.jsonl"),
+            &std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        Checkpointer::<()>::save(&checkpointer, 2, ()).expect("skipped");
+        Checkpointer::<()>::delete(&checkpointer, 1).expect("skipped");
+        assert_eq!(epochs_on_disk(dir.path()), vec!["model-1.bpk"]);
     }
 
     #[test]
