@@ -571,23 +571,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
                 }
             }),
             r.max_eigenvalue.map_or("–".into(), |l| format!("{l:.3}")),
-            if r.progress == Progress::NotStarted {
-                not_started_time(r, rows)
-            } else {
-                r.wall.map_or("–".into(), |w| {
-                    let spent = format!("{:.1} h ({:.0} s)", w.total / 3600.0, w.per_epoch);
-                    if r.progress == Progress::Finished {
-                        return spent;
-                    }
-                    // At most: early stopping may end the run sooner.
-                    let left = r.max_epochs.saturating_sub(r.epochs) as f64 * w.recent_per_epoch;
-                    format!(
-                        "{spent}; ≤ {:.1} h left at {:.0} s",
-                        left / 3600.0,
-                        w.recent_per_epoch
-                    )
-                })
-            },
+            time_cell(r, rows),
         );
     }
     out
@@ -604,6 +588,26 @@ fn thousands(n: usize) -> String {
         out.push(c);
     }
     out
+}
+
+/// The wall-time cell of row `r`: time spent (per epoch), and for a training run the most
+/// it may still need at its newest pace (early stopping may end it sooner).
+fn time_cell(r: &RunRow, rows: &[RunRow]) -> String {
+    let spent = |w: &WallTime| format!("{:.1} h ({:.0} s)", w.total / 3600.0, w.per_epoch);
+    match (r.progress, &r.wall) {
+        (Progress::NotStarted, _) => not_started_time(r, rows),
+        (_, None) => "–".into(),
+        (Progress::Finished, Some(w)) => spent(w),
+        (Progress::Training, Some(w)) => {
+            let left = r.max_epochs.saturating_sub(r.epochs) as f64 * w.recent_per_epoch;
+            format!(
+                "{}; ≤ {:.1} h left at {:.0} s",
+                spent(w),
+                left / 3600.0,
+                w.recent_per_epoch
+            )
+        }
+    }
 }
 
 /// The time cell of a row not started yet: its epoch limit at the fastest and at the
