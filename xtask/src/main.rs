@@ -170,6 +170,13 @@ enum AnalyzeCommand {
         #[arg(long, default_value = "docs/stability-histogram.svg")]
         figure: PathBuf,
     },
+    /// On a trained sequence ORGaNICs run: how many units have a positive input weight and
+    /// so receive input from MNIST's non-negative pixels (the others never do).
+    Inputs {
+        /// The sequence ORGaNICs run (its best weights, or its newest checkpoint).
+        #[arg(long)]
+        artifact_dir: PathBuf,
+    },
 }
 
 fn parse<T: std::str::FromStr<Err = TrainError>>(s: &str) -> Result<T, String> {
@@ -225,6 +232,9 @@ struct TrainArgs {
     /// Weight decay (L2, added to the gradient).
     #[arg(long, default_value_t = defaults().weight_decay)]
     weight_decay: f64,
+    /// Adam's epsilon (PyTorch's default; docs/MODEL.md §11).
+    #[arg(long, default_value_t = defaults().adam_epsilon)]
+    adam_epsilon: f64,
     /// Learning-rate decay factor.
     #[arg(long, default_value_t = defaults().lr_gamma)]
     lr_gamma: f64,
@@ -395,6 +405,7 @@ fn train_config(a: &TrainArgs) -> TrainConfig {
         .with_learning_rate(a.lr)
         .with_optimizer(a.optimizer)
         .with_weight_decay(a.weight_decay)
+        .with_adam_epsilon(a.adam_epsilon)
         .with_forget_bias(a.forget_bias)
         .with_lr_gamma(a.lr_gamma)
         .with_lr_step_epochs(a.lr_step)
@@ -586,6 +597,10 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             organics_train::analysis::experiments::write_report(&out, &report)?;
             organics_train::figures::stability::stability_histograms(&report, &figure)?;
             println!("written to {} and {}", out.display(), figure.display());
+        }
+        Command::Analyze(AnalyzeCommand::Inputs { artifact_dir }) => {
+            let units = organics_train::analysis::inputs::input_units(&artifact_dir)?;
+            print!("{}", units.table());
         }
         Command::Report { runs, out } => {
             let rows = organics_train::run::report::report_rows(&runs, row_config)?;

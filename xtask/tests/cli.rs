@@ -124,6 +124,10 @@ fn bad_inputs_exit_2_with_a_message() {
             "is not a training run",
         ),
         (
+            vec!["analyze", "inputs", "--artifact-dir", "/nonexistent/run"],
+            "is not a training run",
+        ),
+        (
             vec![
                 "plot",
                 "curves",

@@ -18,8 +18,8 @@ use burn::tensor::DType;
 use crate::kernels::simd::vectorized;
 use crate::kernels::threads::{on_threads, parallelism};
 
-/// Adam as in [`AdamConfig`] (`β1 = 0.9`, `β2 = 0.999`, `ε = 1e-5`, no AMSGrad), with
-/// optional L2 weight decay.
+/// Adam as in [`AdamConfig`] (`β1 = 0.9`, `β2 = 0.999`, no AMSGrad), with optional L2
+/// weight decay and `ε` from [`HostAdam::with_epsilon`] (default Burn's, 1e-5).
 #[derive(Clone)]
 pub struct HostAdam {
     beta_1: f32,
@@ -35,13 +35,24 @@ impl HostAdam {
     /// Burn's default Adam with `weight_decay` (L2, added to the gradient); `host` selects
     /// the one-pass update (for tensors that live in host memory anyway).
     pub fn new(weight_decay: Option<f32>, host: bool) -> Self {
-        let config = AdamConfig::new().with_weight_decay(weight_decay.map(WeightDecayConfig::new));
         // AdamConfig's defaults (its fields are private; a test checks the update against
         // Burn's Adam, so a change there would show).
+        Self::build(weight_decay, 1e-5, host)
+    }
+
+    /// The same with `ε = epsilon` in the denominator `√v̂ + ε` (PyTorch's default is 1e-8).
+    pub fn with_epsilon(self, epsilon: f32) -> Self {
+        Self::build(self.weight_decay, epsilon, self.host)
+    }
+
+    fn build(weight_decay: Option<f32>, epsilon: f32, host: bool) -> Self {
+        let config = AdamConfig::new()
+            .with_weight_decay(weight_decay.map(WeightDecayConfig::new))
+            .with_epsilon(epsilon);
         HostAdam {
             beta_1: 0.9,
             beta_2: 0.999,
-            epsilon: 1e-5,
+            epsilon,
             weight_decay,
             host,
             fallback: config.build(),
@@ -222,16 +233,24 @@ mod tests {
     fn host_adam_equals_burn_adam() {
         let device = Device::flex().autodiff();
         device.seed(11);
-        for decay in [None, Some(1e-2)] {
+        for (decay, epsilon) in [(None, None), (Some(1e-2), None), (Some(1e-2), Some(1e-8))] {
             let burn_adam = || {
-                AdamConfig::new()
-                    .with_weight_decay(decay.map(WeightDecayConfig::new))
-                    .init()
+                let config = AdamConfig::new().with_weight_decay(decay.map(WeightDecayConfig::new));
+                match epsilon {
+                    Some(e) => config.with_epsilon(e),
+                    None => config,
+                }
+                .init()
             };
             let start = LinearConfig::new(7, 5).init(&device);
             let mut ours = start.clone();
             let mut theirs = start.clone();
-            let mut host = HostAdam::new(decay, true).init();
+            let host = HostAdam::new(decay, true);
+            let mut host = match epsilon {
+                Some(e) => host.with_epsilon(e),
+                None => host,
+            }
+            .init();
             let mut burn = burn_adam();
             let x = Tensor::<2>::random([3, 7], Distribution::Normal(0.0, 1.0), &device);
             let grads = |m: &Linear, power: i32| {
@@ -246,7 +265,7 @@ mod tests {
             }
             assert!(
                 close(&ours, &theirs),
-                "decay {decay:?}: host pass and Burn's Adam differ"
+                "decay {decay:?}, ε {epsilon:?}: host pass and Burn's Adam differ"
             );
             assert!(!close(&ours, &start), "the steps moved nothing");
             let mut resumed = burn_adam().load_record(host.to_record());
@@ -255,7 +274,7 @@ mod tests {
             let theirs = resumed.step(1e-3, theirs, g_theirs);
             assert!(
                 close(&ours, &theirs),
-                "decay {decay:?}: resumed step differs"
+                "decay {decay:?}, ε {epsilon:?}: resumed step differs"
             );
         }
     }

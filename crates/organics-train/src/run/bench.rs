@@ -151,6 +151,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
     };
     let host_adam = opts.backend.is_cpu() && !opts.burn_adam;
     let weight_decay = config.weight_decay;
+    let adam_epsilon = config.adam_epsilon as f32;
     let (device, adapter) = opts.backend.training_device(opts.allow_software_gpu)?;
     let ad = device.clone().autodiff();
     // Random pixels; a sequence batch is cut to `seq` steps below.
@@ -176,6 +177,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchResult, TrainError> {
             gradients,
             host_adam,
             weight_decay,
+            adam_epsilon,
             items,
             device: &ad,
             steps: opts.steps,
@@ -220,6 +222,7 @@ struct TimeSteps<'a> {
     gradients: GradientPath,
     host_adam: bool,
     weight_decay: f64,
+    adam_epsilon: f32,
     items: Vec<DigitItem>,
     device: &'a Device,
     steps: usize,
@@ -234,10 +237,13 @@ impl ModelJob for TimeSteps<'_> {
         let used = model.effective_gradients();
         let decay = self.weight_decay as f32;
         let optim = if self.host_adam {
-            HostAdam::new(Some(decay), true).init()
+            HostAdam::new(Some(decay), true)
+                .with_epsilon(self.adam_epsilon)
+                .init()
         } else {
             AdamConfig::new()
                 .with_weight_decay(Some(WeightDecayConfig::new(decay)))
+                .with_epsilon(self.adam_epsilon)
                 .init()
         };
         let times = time_steps(

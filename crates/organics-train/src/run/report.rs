@@ -10,7 +10,7 @@ use organics_data::PixelOrder;
 
 use crate::config::TrainConfig;
 use crate::error::{TrainError, file_err};
-use crate::options::{BackendKind, ModelKind, Task};
+use crate::options::{BackendKind, ModelKind, OptimizerKind, Task};
 use crate::run::checkpoint::last_complete_epoch;
 use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
 use crate::run::results::{RunResults, RunStatus};
@@ -276,6 +276,10 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
                     ", lr × {} every {} epochs",
                     config.lr_gamma, config.lr_step_epochs
                 );
+            }
+            if config.optimizer == OptimizerKind::Adam && config.adam_epsilon != paper.adam_epsilon
+            {
+                let _ = write!(d, ", Adam ε {:e}", config.adam_epsilon);
             }
             if config.task.is_sequential()
                 && [config.r_max_y, config.r_max_a, config.r_max_b]
@@ -741,7 +745,8 @@ mod tests {
             .with_learning_rate(Some(0.005))
             .with_lr_step_epochs(50)
             .with_r_max_y(Some(0.05))
-            .with_r_max_a(Some(0.01));
+            .with_r_max_a(Some(0.01))
+            .with_adam_epsilon(1e-5);
         crate::run::train::write_json(&dir.path().join(files::CONFIG), &config).expect("config");
         let row = run_row(dir.path()).expect("row");
         let default_b = crate::run::train::seq_config(&config).cell.r_max_b;
@@ -749,7 +754,7 @@ mod tests {
             row.what,
             format!(
                 "psmnist organics 64, learned τ, lr 0.005, lr × 0.8 every 50 epochs, \
-                 r_max 0.05 / 0.01 / {default_b}"
+                 Adam ε 1e-5, r_max 0.05 / 0.01 / {default_b}"
             )
         );
         assert!(row.progress == Progress::Training && row.epochs == 0);

@@ -432,7 +432,9 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
             .map_err(|e| TrainError::Invalid(format!("learning-rate schedule: {e}")))?;
     let mut optimizer = match config.optimizer {
         OptimizerKind::Adam => {
-            HostAdam::new(Some(config.weight_decay as f32), config.backend.is_cpu()).init()
+            HostAdam::new(Some(config.weight_decay as f32), config.backend.is_cpu())
+                .with_epsilon(config.adam_epsilon as f32)
+                .init()
         }
         OptimizerKind::Rmsprop => RmsPropConfig::new()
             .with_alpha(0.9)

@@ -1,8 +1,10 @@
 //! The trained-model analyses on tiny runs of real data: `analyze stability` on a static
-//! ORGaNICs run, `plot trajectories` on a sequence run, and clear errors on the wrong kind.
+//! ORGaNICs run, `plot trajectories` and `analyze inputs` on a sequence run, and clear errors
+//! on the wrong kind.
 
 use crate::common;
 
+use organics_train::analysis::inputs::input_units;
 use organics_train::analysis::stability::trained_stability;
 use organics_train::figures::stability::stability_histograms;
 use organics_train::figures::trajectories::trajectories;
@@ -81,6 +83,16 @@ fn trajectories_of_a_trained_sequence_model() {
         .count();
     assert!(lines >= 6, "2 panels x 3 neurons, got {lines} polylines");
 
+    // the same run's input weights: every unit counted once, as receiving input or not
+    let units = input_units(dir.path()).expect("counts");
+    assert_eq!(units.units, 8);
+    assert_eq!(units.receiving + units.silent, 8);
+    assert_eq!(
+        units.receiving,
+        units.largest_weight.iter().filter(|&&w| w > 0.0).count()
+    );
+    assert!(units.weights.ends_with(".bpk"), "{}", units.weights);
+
     // the wrong kind of run, or none at all, is a clear error
     let e = trained_stability(dir.path(), Some(common::data_dir()), Some(5), 8, |_, _| {})
         .expect_err("a sequence run has no fixed points");
@@ -108,4 +120,6 @@ fn trajectories_refuse_a_static_run() {
     let e = trajectories(dir.path(), Some(common::data_dir()), 2, 3, &out).expect_err("static");
     assert!(e.to_string().contains("sequence ORGaNICs"), "{e}");
     assert!(!out.exists());
+    let e = input_units(dir.path()).expect_err("static");
+    assert!(e.to_string().contains("sequence ORGaNICs"), "{e}");
 }

@@ -45,8 +45,24 @@ fn every_finished_run_in_runs_scores_its_published_test_accuracy() {
         "mnist-learned-50",
         "mnist-learned-80",
         "smnist-lstm128",
-        "smnist-organics64",
+        "smnist-organics64-eps1e-5",
     ] {
         assert!(checked.iter().any(|c| c == name), "{name}: {checked:?}");
     }
+}
+
+/// The first sMNIST run, trained with Burn's Adam `ε` of 1e-5, left most units without
+/// input (docs/MODEL.md §11, item 8): what `cargo xtask analyze inputs` shows of its
+/// published weights.
+#[test]
+fn the_smnist_run_with_adam_epsilon_1e_5_left_most_units_without_input() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runs/smnist-organics64-eps1e-5");
+    let units = organics_train::analysis::inputs::input_units(&dir).expect("count");
+    assert_eq!(units.units, 64);
+    assert_eq!(
+        (units.receiving, units.decayed),
+        (11, 51),
+        "{}",
+        units.table()
+    );
 }

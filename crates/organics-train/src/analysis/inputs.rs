@@ -1,0 +1,119 @@
+//! `cargo xtask analyze inputs`: which units of a sequence ORGaNICs model can receive input.
+//!
+//! The cell's input drive is `z = ⌊W_zx x⌋`. The pixels `x` of MNIST are non-negative, so
+//! unit `i` receives input from some image only if a weight of row `i` of `W_zx` is
+//! positive; a unit whose row is `≤ 0` has `z_i = 0` at every step of every image, and
+//! then the task gives its row no gradient either (the rectification's derivative is 0):
+//! only the weight decay moves it. With Burn's Adam `ε` of 1e-5 that decay shrinks the
+//! row geometrically towards zero without ever changing its sign, so such a unit stays
+//! without input for good (docs/MODEL.md §11); this count shows it in a trained model.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+use crate::options::{ModelKind, Task};
+use crate::run::eval::{load_weights, trained_run};
+
+/// Below this magnitude a weight counts as decayed to zero: far below any value training
+/// leaves in a weight that gets a gradient from the task (those are about 1e-3 and up),
+/// and what decades of geometric shrinking by the weight decay reach.
+pub const DECAYED: f32 = 1e-20;
+
+/// How the units of a model's input weights `W_zx` stand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputUnits {
+    /// The weights read (the run's best epoch, or its newest checkpoint while it trains).
+    pub weights: String,
+    /// Units `n`.
+    pub units: usize,
+    /// Units with a positive input weight: they receive input.
+    pub receiving: usize,
+    /// Units whose input weights are all `≤ 0`: no input from non-negative pixels.
+    pub silent: usize,
+    /// Of the silent units, those whose every input weight has decayed below [`DECAYED`].
+    pub decayed: usize,
+    /// Each unit's largest input weight, in unit order.
+    pub largest_weight: Vec<f32>,
+}
+
+impl InputUnits {
+    /// From `W_zx`, row-major `[n, d_input]`.
+    pub fn from_weights(weights: String, w_zx: &[f32], d_input: usize) -> Self {
+        let largest_weight: Vec<f32> = w_zx
+            .chunks(d_input.max(1))
+            .map(|row| row.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        let receiving = largest_weight.iter().filter(|&&w| w > 0.0).count();
+        let decayed = w_zx
+            .chunks(d_input.max(1))
+            .filter(|row| row.iter().all(|&w| w <= 0.0 && w.abs() < DECAYED))
+            .count();
+        InputUnits {
+            weights,
+            units: largest_weight.len(),
+            receiving,
+            silent: largest_weight.len() - receiving,
+            decayed,
+            largest_weight,
+        }
+    }
+
+    /// A few lines for the terminal.
+    pub fn table(&self) -> String {
+        format!(
+            "weights: {}\nunits: {}\nreceiving input (a positive input weight): {}\n\
+             without input (every input weight <= 0): {}, of them decayed below {:e}: {}\n",
+            self.weights, self.units, self.receiving, self.silent, DECAYED, self.decayed
+        )
+    }
+}
+
+/// Counts the units of the sequence ORGaNICs run in `dir` that can receive input.
+pub fn input_units(dir: &Path) -> Result<InputUnits, TrainError> {
+    let run = trained_run(dir)?;
+    let config = &run.config;
+    if config.task == Task::Mnist || config.model != ModelKind::Organics {
+        return Err(TrainError::Invalid(format!(
+            "{} holds a {} {} run: the input count needs a sequence ORGaNICs run \
+             (--task smnist|psmnist --model organics)",
+            dir.display(),
+            config.task,
+            config.model
+        )));
+    }
+    let device = config.backend.device()?;
+    let model = crate::run::dispatch::seq_organics(config, &device);
+    let model = load_weights(model, &run)?.inner;
+    let w = model.rnn.cell.w_zx.val();
+    let [_, d_input] = w.dims();
+    let values = w
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::Training(format!("{e:?}")))?;
+    Ok(InputUnits::from_weights(
+        run.weights.display().to_string(),
+        &values,
+        d_input,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_receives_input_when_one_of_its_weights_is_positive() {
+        // Three units of two inputs: one positive weight; both negative; both decayed.
+        let w = [-0.5, 0.1, -0.2, -0.3, -1e-32, 0.0];
+        let u = InputUnits::from_weights("w".into(), &w, 2);
+        assert_eq!((u.units, u.receiving, u.silent, u.decayed), (3, 1, 2, 1));
+        assert_eq!(u.largest_weight, vec![0.1, -0.2, 0.0]);
+        assert!(
+            u.table()
+                .contains("receiving input (a positive input weight): 1")
+        );
+    }
+}
