@@ -13,8 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
-use crate::options::{ModelKind, Task};
-use crate::run::eval::{load_weights, trained_run};
+use crate::run::eval::trained_sequence_organics;
 
 /// Below this magnitude a weight counts as decayed to zero: far below any value training
 /// leaves in a weight that gets a gradient from the task (those are about 1e-3 and up),
@@ -72,20 +71,7 @@ impl InputUnits {
 
 /// Counts the units of the sequence ORGaNICs run in `dir` that can receive input.
 pub fn input_units(dir: &Path) -> Result<InputUnits, TrainError> {
-    let run = trained_run(dir)?;
-    let config = &run.config;
-    if config.task == Task::Mnist || config.model != ModelKind::Organics {
-        return Err(TrainError::Invalid(format!(
-            "{} holds a {} {} run: the input count needs a sequence ORGaNICs run \
-             (--task smnist|psmnist --model organics)",
-            dir.display(),
-            config.task,
-            config.model
-        )));
-    }
-    let device = config.backend.device()?;
-    let model = crate::run::dispatch::seq_organics(config, &device);
-    let model = load_weights(model, &run)?.inner;
+    let (run, model) = trained_sequence_organics(dir, "the input count needs")?;
     let w = model.rnn.cell.w_zx.val();
     let [_, d_input] = w.dims();
     let values = w

@@ -9,8 +9,7 @@ use plotters::prelude::*;
 
 use super::style;
 use crate::error::TrainError;
-use crate::options::{ModelKind, Task};
-use crate::run::eval::{check_permutation, load_weights, trained_run};
+use crate::run::eval::{check_permutation, trained_sequence_organics};
 use crate::run::train::load_data;
 use organics_data::SequenceBatcher;
 
@@ -50,19 +49,9 @@ pub fn trajectories(
             "--images and --neurons must be at least 1".into(),
         ));
     }
-    let run = trained_run(dir)?;
+    let (run, model) = trained_sequence_organics(dir, "trajectories need")?;
     let config = &run.config;
-    if config.task == Task::Mnist || config.model != ModelKind::Organics {
-        return Err(TrainError::Invalid(format!(
-            "{} holds a {} {} run: trajectories need a sequence ORGaNICs run (--task smnist|psmnist --model organics)",
-            dir.display(),
-            config.task,
-            config.model
-        )));
-    }
     let device = config.backend.device()?;
-    let model = crate::run::dispatch::seq_organics(config, &device);
-    let model = load_weights(model, &run)?.inner;
     let data = load_data(config, data_dir)?;
     check_permutation(dir, config, &data.order)?;
     let count = images.min(data.test.len());

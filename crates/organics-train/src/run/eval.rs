@@ -70,6 +70,29 @@ pub fn trained_run(dir: &Path) -> Result<TrainedRun, TrainError> {
     })
 }
 
+/// The trained sequence ORGaNICs model of the run in `dir`, with its run, for the analyses
+/// that need one (`what` names the analysis in the error for any other kind of run).
+pub(crate) fn trained_sequence_organics(
+    dir: &Path,
+    what: &str,
+) -> Result<(TrainedRun, organics_model::SeqClassifier), TrainError> {
+    let run = trained_run(dir)?;
+    let config = &run.config;
+    if config.task == Task::Mnist || config.model != crate::options::ModelKind::Organics {
+        return Err(TrainError::Invalid(format!(
+            "{} holds a {} {} run: {what} a sequence ORGaNICs run (--task smnist|psmnist \
+             --model organics)",
+            dir.display(),
+            config.task,
+            config.model
+        )));
+    }
+    let device = config.backend.device()?;
+    let model = crate::run::dispatch::seq_organics(config, &device);
+    let model = load_weights(model, &run)?.inner;
+    Ok((run, model))
+}
+
 /// Checks that the psMNIST permutation recorded in `dir` is the one `order` applies, so a
 /// reloaded run sees its pixels in the order it was trained on.
 pub fn check_permutation(
