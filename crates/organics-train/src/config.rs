@@ -58,13 +58,11 @@ pub struct TrainConfig {
     #[config(default = 1e-5)]
     pub weight_decay: f64,
     /// Adam's `ε`, in the update's denominator `√v̂ + ε`. Default: 1e-8, PyTorch's, which the
-    /// authors' training code used (Burn's `AdamConfig` has 1e-5). Where the notes are silent
-    /// this follows the authors' framework, and it matters: an ORGaNICs unit whose input
-    /// weight is negative gets no gradient from MNIST's non-negative pixels, only the weight
-    /// decay's `λw`; with `ε = 1e-5` Adam shrinks such a weight geometrically and it never
-    /// changes sign (the unit stays silent), with `ε = 1e-8` the normalised step carries it
-    /// past zero and the unit comes back (docs/MODEL.md §11). Runs whose `config.json`
-    /// predates this setting used 1e-5 ([`TrainConfig::from_json`]). Ignored by RMSprop.
+    /// authors' training code used (Burn's `AdamConfig` has 1e-5); the paper does not give
+    /// it. It decides whether a sequence ORGaNICs unit whose input weight has turned
+    /// negative can ever get input again (docs/MODEL.md §11, item 8). Runs whose
+    /// `config.json` predates this setting used 1e-5 ([`TrainConfig::from_json`]). Ignored
+    /// by RMSprop.
     #[config(default = 1e-8)]
     pub adam_epsilon: f64,
     /// Step decay factor of the learning rate. Default: 0.8.
@@ -202,8 +200,10 @@ impl TrainConfig {
                 self.weight_decay
             ));
         }
-        // ε = 0 divides by zero wherever a gradient has always been 0.
-        if !(self.adam_epsilon > 0.0 && self.adam_epsilon.is_finite()) {
+        // ε = 0 divides by zero wherever a gradient has always been 0; the optimizer
+        // computes in f32, where a positive f64 below its range is 0 too.
+        let epsilon = self.adam_epsilon as f32;
+        if !(epsilon > 0.0 && epsilon.is_finite()) {
             return bad(format!(
                 "adam epsilon must be a positive finite number, got {}",
                 self.adam_epsilon
@@ -361,7 +361,7 @@ mod tests {
             found,
             vec!["adam_epsilon: 1e-6 there, 1e-8 now".to_string()]
         );
-        for bad in [0.0, -1e-8, f64::NAN, f64::INFINITY] {
+        for bad in [0.0, -1e-8, 1e-46, 1e39, f64::NAN, f64::INFINITY] {
             let err = TrainConfig::new()
                 .with_adam_epsilon(bad)
                 .validate()

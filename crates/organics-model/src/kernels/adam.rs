@@ -15,7 +15,7 @@ use burn::optim::{
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use crate::kernels::simd::vectorized;
+use crate::kernels::simd::vectorized_ieee;
 use crate::kernels::threads::{on_threads, parallelism};
 
 /// Adam as in [`AdamConfig`] (`β1 = 0.9`, `β2 = 0.999`, no AMSGrad), with optional L2
@@ -170,9 +170,10 @@ fn adam_parallel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: Adam
     on_threads(parts, |(((p, g), m), v)| adam_update(p, g, m, v, s));
 }
 
-/// [`adam_body`] compiled for the CPU's vector instructions.
+/// [`adam_body`] compiled for the CPU's vector instructions, with subnormal values kept as
+/// PyTorch's Adam keeps them (see [`vectorized_ieee`]).
 fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
-    vectorized(
+    vectorized_ieee(
         #[inline(always)]
         || adam_body(p, g, m, v, s),
     )
@@ -227,13 +228,54 @@ mod tests {
             .all(|(x, y)| (x - y).abs() <= 1e-6 * y.abs().max(1.0))
     }
 
-    /// Several steps of the host pass against Burn's `Adam` from the same start, then a
-    /// step of Burn's `Adam` resumed from the host pass's record.
+    /// The weight of a unit that gets no gradient from the task, only the weight decay's
+    /// `λ w` (λ = 1e-5, lr 0.01, the paper's), from the state training leaves it in (step
+    /// 2,000, `v` from task gradients of about 1e-3). The step is at most `lr · λ|w| / ε`
+    /// (with `m̂ ≈ λ w`): with `ε = 1e-5` (= λ) at most `lr · |w|`, so the weight shrinks
+    /// without changing sign while it is a normal `f32`; with `ε = 1e-8` the step outgrows
+    /// `|w|` once `v` has forgotten the task gradients, and the weight turns positive while
+    /// still a normal number, which the kernels (reading subnormals as zero) see as input
+    /// (docs/MODEL.md §11, item 8). The first step at which the weight is positive and
+    /// normal, if any within `steps`.
+    fn first_normal_positive_step(epsilon: f32, steps: usize) -> Option<usize> {
+        let adam = HostAdam::new(Some(1e-5), true).with_epsilon(epsilon);
+        let (mut p, mut m, mut v) = ([-0.05f32], [0.0f32], [1e-6f32]);
+        let start = 2_000;
+        (1..=steps).find(|&k| {
+            let s = AdamScalars::new(&adam, 0.01, start + k);
+            adam_update(&mut p, &[0.0], &mut m, &mut v, s);
+            p[0] >= f32::MIN_POSITIVE
+        })
+    }
+
+    #[test]
+    fn only_a_small_epsilon_lets_a_decaying_weight_turn_positive() {
+        // 100 epochs of the sequence tasks' 223 steps.
+        let steps = 22_300;
+        assert_eq!(first_normal_positive_step(1e-5, steps), None);
+        let turned = first_normal_positive_step(1e-8, steps).expect("turns with ε = 1e-8");
+        // v must first forget the task gradients (β2 = 0.999: thousands of steps); with
+        // subnormals flushed to zero the weight would stop short of it, stuck near -5e-33.
+        assert!(turned > 2_000, "turned after {turned} steps");
+    }
+
+    /// Several steps of the host pass (or, `host` false, of its fallback) against Burn's
+    /// `Adam` from the same start, then a step of Burn's `Adam` resumed from the record.
+    /// Gradients scaled to about 1e-6 make `ε` matter: there the result with `ε = 1e-8`
+    /// must also differ from the one with Burn's 1e-5, so a dropped `ε` would show.
     #[test]
     fn host_adam_equals_burn_adam() {
         let device = Device::flex().autodiff();
         device.seed(11);
-        for (decay, epsilon) in [(None, None), (Some(1e-2), None), (Some(1e-2), Some(1e-8))] {
+        let cases = [
+            (None, None, 1.0, true),
+            (Some(1e-2), None, 1.0, true),
+            (None, Some(1e-8), 1e-6, true),
+            (None, Some(1e-8), 1e-6, false),
+        ];
+        let start = LinearConfig::new(7, 5).init(&device);
+        let x = Tensor::<2>::random([3, 7], Distribution::Normal(0.0, 1.0), &device);
+        for (decay, epsilon, scale, on_host) in cases {
             let burn_adam = || {
                 let config = AdamConfig::new().with_weight_decay(decay.map(WeightDecayConfig::new));
                 match epsilon {
@@ -242,40 +284,41 @@ mod tests {
                 }
                 .init()
             };
-            let start = LinearConfig::new(7, 5).init(&device);
-            let mut ours = start.clone();
-            let mut theirs = start.clone();
-            let host = HostAdam::new(decay, true);
-            let mut host = match epsilon {
-                Some(e) => host.with_epsilon(e),
-                None => host,
-            }
-            .init();
-            let mut burn = burn_adam();
-            let x = Tensor::<2>::random([3, 7], Distribution::Normal(0.0, 1.0), &device);
+            let host_adam = |epsilon: Option<f32>| {
+                let host = HostAdam::new(decay, on_host);
+                match epsilon {
+                    Some(e) => host.with_epsilon(e),
+                    None => host,
+                }
+                .init()
+            };
             let grads = |m: &Linear, power: i32| {
-                let loss = m.forward(x.clone()).powi_scalar(power).sum();
+                let loss = m.forward(x.clone()).powi_scalar(power).sum() * scale;
                 GradientsParams::from_grads(loss.backward(), m)
             };
+            let mut host = host_adam(epsilon);
+            let mut burn = burn_adam();
+            let mut default_epsilon = host_adam(None);
+            let (mut ours, mut theirs, mut other) = (start.clone(), start.clone(), start.clone());
             for step in 0..6 {
                 let lr = 0.01 / (step + 1) as f64;
                 let (g_ours, g_theirs) = (grads(&ours, 2), grads(&theirs, 2));
+                let g_other = grads(&other, 2);
                 ours = host.step(lr, ours, g_ours);
                 theirs = burn.step(lr, theirs, g_theirs);
+                other = default_epsilon.step(lr, other, g_other);
             }
-            assert!(
-                close(&ours, &theirs),
-                "decay {decay:?}, ε {epsilon:?}: host pass and Burn's Adam differ"
-            );
-            assert!(!close(&ours, &start), "the steps moved nothing");
+            let case = format!("decay {decay:?}, ε {epsilon:?}, host {on_host}");
+            assert!(close(&ours, &theirs), "{case}: differs from Burn's Adam");
+            assert!(!close(&ours, &start), "{case}: the steps moved nothing");
+            if epsilon.is_some() {
+                assert!(!close(&ours, &other), "{case}: ε made no difference");
+            }
             let mut resumed = burn_adam().load_record(host.to_record());
             let (g_ours, g_theirs) = (grads(&ours, 3), grads(&theirs, 3));
             let ours = host.step(1e-3, ours, g_ours);
             let theirs = resumed.step(1e-3, theirs, g_theirs);
-            assert!(
-                close(&ours, &theirs),
-                "decay {decay:?}, ε {epsilon:?}: resumed step differs"
-            );
+            assert!(close(&ours, &theirs), "{case}: resumed step differs");
         }
     }
 }

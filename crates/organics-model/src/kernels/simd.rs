@@ -16,12 +16,23 @@
 /// that its loops are generated inside the dispatched function.
 #[inline(always)]
 pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    let _flush = FlushSubnormals::new();
+    let _flush = FlushSubnormals::new(true);
     pulp::Arch::new().dispatch(f)
 }
 
-/// Subnormal `f32` values flushed to zero (MXCSR's FTZ and DAZ bits) while a kernel runs on
-/// this thread, and the caller's setting restored after.
+/// [`vectorized`] with subnormal values kept (IEEE arithmetic down to the smallest `f32`),
+/// whatever the thread's setting: for an update whose small values must evolve as in
+/// PyTorch, whose CPU and GPU arithmetic keeps them. Adam's is one: a weight that only the
+/// weight decay moves shrinks into the subnormal range before it can change sign
+/// (kernels/adam.rs), and flushed to zero it would stay there for good.
+#[inline(always)]
+pub(crate) fn vectorized_ieee<R>(f: impl FnOnce() -> R) -> R {
+    let _keep = FlushSubnormals::new(false);
+    pulp::Arch::new().dispatch(f)
+}
+
+/// Subnormal `f32` values flushed to zero (MXCSR's FTZ and DAZ bits set), or kept (both
+/// cleared), while a kernel runs on this thread, and the caller's setting restored after.
 ///
 /// Why: a trained sequence model drives some gradients through hundreds of steps of decay
 /// into the subnormal range, where every multiply and add takes a microcode assist; a
@@ -38,22 +49,30 @@ impl FlushSubnormals {
     const BITS: u32 = 0x8040;
 
     #[inline(always)]
-    fn new() -> Self {
+    fn new(flush: bool) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             // SAFETY: reading and writing MXCSR needs only SSE, which every x86-64 CPU has;
-            // the bits set change how subnormal results round, nothing else, and `drop`
-            // restores the previous value on this same thread.
+            // the bits changed decide how subnormal values are read and rounded, nothing
+            // else, and `drop` restores the previous value on this same thread.
             #[allow(deprecated)]
             let saved = unsafe { std::arch::x86_64::_mm_getcsr() };
+            let mode = if flush {
+                saved | Self::BITS
+            } else {
+                saved & !Self::BITS
+            };
             #[allow(deprecated)]
             unsafe {
-                std::arch::x86_64::_mm_setcsr(saved | Self::BITS)
+                std::arch::x86_64::_mm_setcsr(mode)
             };
             FlushSubnormals { saved }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        FlushSubnormals {}
+        {
+            let _ = flush;
+            FlushSubnormals {}
+        }
     }
 }
 

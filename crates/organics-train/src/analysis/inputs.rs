@@ -4,9 +4,8 @@
 //! unit `i` receives input from some image only if a weight of row `i` of `W_zx` is
 //! positive; a unit whose row is `≤ 0` has `z_i = 0` at every step of every image, and
 //! then the task gives its row no gradient either (the rectification's derivative is 0):
-//! only the weight decay moves it. With Burn's Adam `ε` of 1e-5 that decay shrinks the
-//! row geometrically towards zero without ever changing its sign, so such a unit stays
-//! without input for good (docs/MODEL.md §11); this count shows it in a trained model.
+//! only the weight decay moves it, and with Burn's Adam `ε` of 1e-5 never back above zero
+//! (docs/MODEL.md §11, item 8). This count shows how many units a trained model uses.
 
 use std::path::Path;
 

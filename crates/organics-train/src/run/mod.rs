@@ -1,7 +1,8 @@
 //! A run from start to results: [`train`] (data, model, Learner, schedule), [`dispatch`]
 //! (the model a configuration names), [`checkpoint`] and [`lock`] (the artifact folder),
 //! [`results`] (`results.json`), [`eval`] (the test set), [`bench`](mod@bench) (seconds per step),
-//! [`memory`] and [`gpu`] (what the machine can take), [`report`] (a folder of runs).
+//! [`memory`] and [`gpu`] (what the machine can take), [`report`] (a folder of runs),
+//! `optimizer` (the one a configuration names).
 
 pub mod bench;
 pub mod checkpoint;
@@ -10,6 +11,7 @@ pub mod eval;
 pub mod gpu;
 pub mod lock;
 pub mod memory;
+mod optimizer;
 pub mod report;
 pub mod results;
 pub mod train;

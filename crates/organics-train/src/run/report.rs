@@ -95,6 +95,9 @@ pub enum Progress {
     NotStarted,
     /// Has a run folder; not finished.
     Training,
+    /// Has a run folder, not finished, and the runs folder's row list no longer names it:
+    /// `runs/run.sh` does not train it (a row kept for comparison, not continued).
+    Stopped,
     /// Its `results.json` says finished.
     Finished,
 }
@@ -375,7 +378,8 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
 /// The table's rows: every run folder under `root` and, where `root` holds a row list,
 /// each listed row that has no run folder (one with a `config.json`) yet, with the
 /// configuration `config_of` makes of its flags; sorted by name. Every listed row's flags
-/// are checked, started or not.
+/// are checked, started or not. Where there is a list, an unfinished run it does not name
+/// is [`Progress::Stopped`].
 ///
 /// # Errors
 /// As [`run_rows`] and [`checked_rows`].
@@ -386,7 +390,14 @@ pub fn report_rows(
     let mut rows = run_rows(root)?;
     let list = root.join(ROW_LIST);
     if list.is_file() {
-        for (listed, config) in checked_rows(&list, config_of)? {
+        let listed = checked_rows(&list, config_of)?;
+        for row in &mut rows {
+            if row.progress == Progress::Training && !listed.iter().any(|(l, _)| l.name == row.name)
+            {
+                row.progress = Progress::Stopped;
+            }
+        }
+        for (listed, config) in listed {
             if !rows.iter().any(|r| r.name == listed.name) {
                 rows.push(planned_row(&listed.name, &config));
             }
@@ -553,6 +564,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         let status = match r.progress {
             Progress::Finished => "",
             Progress::Training => " (training)",
+            Progress::Stopped => " (stopped)",
             Progress::NotStarted => " (not started)",
         };
         let _ = writeln!(
@@ -601,7 +613,7 @@ fn time_cell(r: &RunRow, rows: &[RunRow]) -> String {
     match (r.progress, &r.wall) {
         (Progress::NotStarted, _) => not_started_time(r, rows),
         (_, None) => "–".into(),
-        (Progress::Finished, Some(w)) => spent(w),
+        (Progress::Finished | Progress::Stopped, Some(w)) => spent(w),
         (Progress::Training, Some(w)) => {
             let left = r.max_epochs.saturating_sub(r.epochs) as f64 * w.recent_per_epoch;
             format!(
@@ -929,6 +941,11 @@ mod tests {
             "{table}"
         );
         assert!(line(&table, "smnist-a").contains("(training)"), "{table}");
+        assert!(line(&table, "smnist-a").contains("h left at"), "{table}");
+        // a started row the list no longer names is not trained on: stopped, no time left
+        assert_eq!(rows[1].progress, Progress::Stopped);
+        assert!(line(&table, "psmnist-d").contains("(stopped)"), "{table}");
+        assert!(!line(&table, "psmnist-d").contains("left"), "{table}");
         // no 128-unit row has run: no pace to go by
         assert!(
             line(&table, "smnist-c").ends_with("| – (no run of its kind timed yet) |"),
@@ -950,6 +967,7 @@ mod tests {
         let rows =
             report_rows(dir.path(), |_| panic!("no list, no row to configure")).expect("rows");
         assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.progress == Progress::Training));
     }
 
     #[test]

@@ -8,10 +8,7 @@ use std::time::Instant;
 use burn::data::dataloader::DataLoader;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::grad_clipping::GradientClippingConfig;
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
-use burn::optim::RmsPropConfig;
-use burn::optim::decay::WeightDecayConfig;
 use burn::prelude::*;
 use burn::train::checkpoint::{
     ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
@@ -22,7 +19,6 @@ use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, Sup
 use organics_data::{
     DataSource, DatasetName, DigitItem, EpochLoader, ImageSet, Mnist, PixelOrder, pixel_permutation,
 };
-use organics_model::HostAdam;
 use organics_model::{
     OrganicsCellConfig, RecurrenceConfig, SeqClassifierConfig, StaticClassifierConfig,
 };
@@ -34,7 +30,7 @@ use crate::harness::metric_log::{METRICS_FILE, MetricLog, WriteFailure};
 use crate::harness::models::HarnessModel;
 use crate::harness::output::{GRAD_NORM, MAX_REAL_EIGENVALUE, MaxMetric};
 use crate::harness::patience::RunPatience;
-use crate::options::{OptimizerKind, Task};
+use crate::options::Task;
 use crate::run::checkpoint::{
     AtomicCheckpointer, last_complete_epoch, newest_intact_epoch, write_atomic,
 };
@@ -430,25 +426,7 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
             .with_gamma(config.lr_gamma)
             .init()
             .map_err(|e| TrainError::Invalid(format!("learning-rate schedule: {e}")))?;
-    let mut optimizer = match config.optimizer {
-        OptimizerKind::Adam => {
-            HostAdam::new(Some(config.weight_decay as f32), config.backend.is_cpu())
-                .with_epsilon(config.adam_epsilon as f32)
-                .init()
-        }
-        OptimizerKind::Rmsprop => RmsPropConfig::new()
-            .with_alpha(0.9)
-            .with_momentum(0.0)
-            .with_epsilon(1e-8)
-            .with_weight_decay(
-                (config.weight_decay > 0.0)
-                    .then(|| WeightDecayConfig::new(config.weight_decay as f32)),
-            )
-            .init(),
-    };
-    if let Some(c) = config.clip {
-        optimizer = optimizer.with_grad_clipping(GradientClippingConfig::Norm(c as f32).init());
-    }
+    let optimizer = crate::run::optimizer::optimizer(config);
 
     let interrupter = Interrupter::new();
     let divergence: Divergence = Arc::new(Mutex::new(None));
