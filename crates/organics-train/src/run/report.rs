@@ -161,24 +161,43 @@ pub fn read_row_list(path: &Path) -> Result<Vec<ListedRow>, TrainError> {
 }
 
 /// The rows of the list `path` with the configuration `config_of` makes of each one's
-/// flags; an error of `config_of` is reported with the row's place in the list.
+/// flags; an error of `config_of` is reported with the row's place in the list. A row whose
+/// folder beside the list already holds a run must describe that run (its settings but
+/// those a resume may change), so `runs/run.sh` never starts a resume that `train` would
+/// refuse, and the list never misstates how a published run was trained.
 ///
 /// # Errors
-/// As [`read_row_list`], and [`TrainError::Invalid`] for flags `config_of` refuses.
+/// As [`read_row_list`], and [`TrainError::Invalid`] for flags `config_of` refuses or that
+/// differ from the run in the row's folder.
 pub fn checked_rows(
     path: &Path,
     config_of: impl Fn(&[String]) -> Result<TrainConfig, TrainError>,
 ) -> Result<Vec<(ListedRow, TrainConfig)>, TrainError> {
+    let root = path.parent().unwrap_or(Path::new("."));
     read_row_list(path)?
         .into_iter()
-        .map(|row| match config_of(&row.flags) {
-            Ok(config) => Ok((row, config)),
-            Err(e) => Err(TrainError::Invalid(format!(
-                "{}, line {}: row `{}`: {e}",
-                path.display(),
-                row.line,
-                row.name
-            ))),
+        .map(|row| {
+            let place = |e: String| {
+                TrainError::Invalid(format!(
+                    "{}, line {}: row `{}`: {e}",
+                    path.display(),
+                    row.line,
+                    row.name
+                ))
+            };
+            let config = config_of(&row.flags).map_err(|e| place(e.to_string()))?;
+            let dir = root.join(&row.name);
+            if dir.join(files::CONFIG).is_file() {
+                let differences = read_config(&dir)?.differences(&config);
+                if !differences.is_empty() {
+                    return Err(place(format!(
+                        "its flags differ from the run in {} ({})",
+                        dir.display(),
+                        differences.join("; ")
+                    )));
+                }
+            }
+            Ok((row, config))
         })
         .collect()
 }
@@ -875,6 +894,30 @@ mod tests {
     }
 
     #[test]
+    fn a_row_must_describe_the_run_already_in_its_folder() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let run = dir.path().join("a");
+        std::fs::create_dir(&run).expect("dir");
+        let trained = TrainConfig::new().with_task(Task::Smnist).with_epochs(300);
+        crate::run::train::write_json(&run.join(files::CONFIG), &trained).expect("config");
+        let list = dir.path().join(ROW_LIST);
+        std::fs::write(&list, "a --task smnist\n").expect("list");
+        // What a resume may change (epochs, patience, backend) may differ ...
+        let longer = trained.clone().with_epochs(500).with_patience(Some(90));
+        assert!(checked_rows(&list, |_| Ok(longer.clone())).is_ok());
+        // ... nothing else.
+        let other = trained.clone().with_adam_epsilon(1e-5);
+        match checked_rows(&list, |_| Ok(other.clone())) {
+            Err(TrainError::Invalid(m)) => assert!(
+                m.contains("line 1: row `a`: its flags differ from the run in")
+                    && m.contains("adam_epsilon: 1e-8 there, 0.00001 now"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_listed_row_without_a_folder_is_timed_at_the_pace_of_the_started_rows_of_its_kind() {
         let dir = tempfile::tempdir().expect("tmp");
         // A started run with two epochs of `pace` seconds each.
@@ -909,6 +952,7 @@ mod tests {
                     .clone()
                     .with_task(Task::Psmnist)
                     .with_learn_time_constants(false),
+                [_, task] if task == "smnist" => smnist.clone(),
                 _ => smnist.clone().with_hidden(Some(128)),
             })
         })
@@ -952,11 +996,16 @@ mod tests {
             "{table}"
         );
         // a single run of its kind: one time
-        let alone = report_rows(dir.path(), |_| Ok(smnist.clone().with_task(Task::Psmnist)))
-            .expect("rows")
-            .into_iter()
-            .filter(|r| r.name != "psmnist-d")
-            .collect::<Vec<_>>();
+        let alone = report_rows(dir.path(), |flags| {
+            Ok(match flags {
+                [_, task] if task == "smnist" => smnist.clone(),
+                _ => smnist.clone().with_task(Task::Psmnist),
+            })
+        })
+        .expect("rows")
+        .into_iter()
+        .filter(|r| r.name != "psmnist-d")
+        .collect::<Vec<_>>();
         let table = runs_table(&alone);
         assert!(
             line(&table, "psmnist-b").ends_with("| ≤ 8.3 h at `smnist-a`'s 100 s |"),
