@@ -40,7 +40,8 @@ impl HostAdam {
         Self::build(weight_decay, 1e-5, host)
     }
 
-    /// The same with `ε = epsilon` in the denominator `√v̂ + ε` (PyTorch's default is 1e-8).
+    /// The same with `ε = epsilon` in the denominator `√v̂ + ε` (PyTorch's default is 1e-8);
+    /// it must be positive, or a parameter whose gradient has always been 0 becomes NaN.
     pub fn with_epsilon(self, epsilon: f32) -> Self {
         Self::build(self.weight_decay, epsilon, self.host)
     }

@@ -70,7 +70,7 @@ impl InputUnits {
 
 /// Counts the units of the sequence ORGaNICs run in `dir` that can receive input.
 pub fn input_units(dir: &Path) -> Result<InputUnits, TrainError> {
-    let (run, model) = trained_sequence_organics(dir, "the input count needs")?;
+    let (run, model, _) = trained_sequence_organics(dir, "the input count needs")?;
     let w = model.rnn.cell.w_zx.val();
     let [_, d_input] = w.dims();
     let values = w

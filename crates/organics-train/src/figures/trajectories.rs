@@ -49,9 +49,8 @@ pub fn trajectories(
             "--images and --neurons must be at least 1".into(),
         ));
     }
-    let (run, model) = trained_sequence_organics(dir, "trajectories need")?;
+    let (run, model, device) = trained_sequence_organics(dir, "trajectories need")?;
     let config = &run.config;
-    let device = config.backend.device()?;
     let data = load_data(config, data_dir)?;
     check_permutation(dir, config, &data.order)?;
     let count = images.min(data.test.len());

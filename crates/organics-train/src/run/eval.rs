@@ -70,12 +70,12 @@ pub fn trained_run(dir: &Path) -> Result<TrainedRun, TrainError> {
     })
 }
 
-/// The trained sequence ORGaNICs model of the run in `dir`, with its run, for the analyses
+/// The trained sequence ORGaNICs model of the run in `dir`, with its run and device, for the analyses
 /// that need one (`what` names the analysis in the error for any other kind of run).
 pub(crate) fn trained_sequence_organics(
     dir: &Path,
     what: &str,
-) -> Result<(TrainedRun, organics_model::SeqClassifier), TrainError> {
+) -> Result<(TrainedRun, organics_model::SeqClassifier, Device), TrainError> {
     let run = trained_run(dir)?;
     let config = &run.config;
     if config.task == Task::Mnist || config.model != crate::options::ModelKind::Organics {
@@ -90,7 +90,7 @@ pub(crate) fn trained_sequence_organics(
     let device = config.backend.device()?;
     let model = crate::run::dispatch::seq_organics(config, &device);
     let model = load_weights(model, &run)?.inner;
-    Ok((run, model))
+    Ok((run, model, device))
 }
 
 /// Checks that the psMNIST permutation recorded in `dir` is the one `order` applies, so a

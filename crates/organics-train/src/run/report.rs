@@ -274,6 +274,17 @@ pub fn trainable_params(config: &TrainConfig) -> Result<usize, TrainError> {
     Ok(with_model(config, &device, 0, PixelOrder::ScanLine, Count))
 }
 
+/// `, Adam ε …` where a run's Adam has an `ε` other than the default's.
+fn adam_epsilon_note(config: &TrainConfig) -> String {
+    if config.optimizer == OptimizerKind::Adam
+        && config.adam_epsilon != TrainConfig::new().adam_epsilon
+    {
+        format!(", Adam ε {:e}", config.adam_epsilon)
+    } else {
+        String::new()
+    }
+}
+
 /// The row of a run that has not started: `name` trained with `config`.
 pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
     let hidden = config.hidden_units();
@@ -299,10 +310,7 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
                     config.lr_gamma, config.lr_step_epochs
                 );
             }
-            if config.optimizer == OptimizerKind::Adam && config.adam_epsilon != paper.adam_epsilon
-            {
-                let _ = write!(d, ", Adam ε {:e}", config.adam_epsilon);
-            }
+            d.push_str(&adam_epsilon_note(config));
             if config.task.is_sequential()
                 && [config.r_max_y, config.r_max_a, config.r_max_b]
                     .iter()
@@ -323,10 +331,11 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
                 .map(|c| format!(", clip {c}"))
                 .unwrap_or_default();
             format!(
-                "{} lr {}, batch {}{clip}",
+                "{} lr {}, batch {}{clip}{}",
                 config.optimizer,
                 config.lr(),
-                config.batch_size
+                config.batch_size,
+                adam_epsilon_note(config)
             )
         }
     };
@@ -795,6 +804,13 @@ mod tests {
             run_row(dir.path()).expect("row").what,
             "psmnist organics 64, learned τ"
         );
+        // a baseline trained with Adam: its ε too, where it is not the default
+        let mlp = TrainConfig::new()
+            .with_model(ModelKind::Mlp)
+            .with_adam_epsilon(1e-5);
+        let what = planned_row("m", &mlp).what;
+        assert!(what.ends_with(", Adam ε 1e-5"), "{what}");
+        assert!(!planned_row("m", &mlp.with_adam_epsilon(1e-8)).what.contains('ε'));
     }
 
     #[test]
