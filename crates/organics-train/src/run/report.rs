@@ -810,7 +810,11 @@ mod tests {
             .with_adam_epsilon(1e-5);
         let what = planned_row("m", &mlp).what;
         assert!(what.ends_with(", Adam ε 1e-5"), "{what}");
-        assert!(!planned_row("m", &mlp.with_adam_epsilon(1e-8)).what.contains('ε'));
+        assert!(
+            !planned_row("m", &mlp.with_adam_epsilon(1e-8))
+                .what
+                .contains('ε')
+        );
     }
 
     #[test]
