@@ -76,6 +76,9 @@ pub struct RunRow {
     /// Largest real part of a Jacobian eigenvalue at any validation image's fixed point, over
     /// every epoch (static ORGaNICs models, whose validation has the stability probe).
     pub max_eigenvalue: Option<f64>,
+    /// Sequence ORGaNICs runs: units with a positive input weight, of all units, in the
+    /// weights of its best epoch or its newest checkpoint (see [`crate::analysis::inputs`]).
+    pub inputs: Option<(usize, usize)>,
     /// Wall time, from `train.log`.
     pub wall: Option<WallTime>,
     /// Its task.
@@ -253,6 +256,11 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         ),
         wall: wall_time(&dir.join("train.log")),
         valid,
+        // None until the run has weights to read.
+        inputs: (config.task.is_sequential() && config.model == ModelKind::Organics)
+            .then(|| crate::analysis::inputs::input_units(dir).ok())
+            .flatten()
+            .map(|u| (u.receiving, u.units)),
         ..planned_row(&name, &config)
     })
 }
@@ -387,6 +395,7 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
         },
         max_grad_norm: None,
         max_eigenvalue: None,
+        inputs: None,
         wall: None,
         task: config.task,
         valid: Vec::new(),
@@ -585,7 +594,7 @@ fn figure_links(rows: &[RunRow]) -> String {
 /// The table of `rows` in Markdown.
 pub fn runs_table(rows: &[RunRow]) -> String {
     let mut out = String::from(
-        "| run | model | parameters | epochs | best valid (epoch) | test | paper | largest grad norm | largest Re λ | wall time (per epoch; at most left) |\n|---|---|---:|---|---|---|---|---|---|---|\n",
+        "| run | model | parameters | epochs | best valid (epoch) | test | paper | largest grad norm | largest Re λ | units with input | wall time (per epoch; at most left) |\n|---|---|---:|---|---|---|---|---|---|---|---|\n",
     );
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}%"));
     for r in rows {
@@ -597,7 +606,7 @@ pub fn runs_table(rows: &[RunRow]) -> String {
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} / {}{status} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} / {}{status} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             r.what,
             r.params.map_or("–".into(), thousands),
@@ -615,6 +624,8 @@ pub fn runs_table(rows: &[RunRow]) -> String {
                 }
             }),
             r.max_eigenvalue.map_or("–".into(), |l| format!("{l:.3}")),
+            r.inputs
+                .map_or("–".into(), |(with, all)| format!("{with} / {all}")),
             time_cell(r, rows),
         );
     }
@@ -695,6 +706,7 @@ mod tests {
             paper: None,
             max_grad_norm: None,
             max_eigenvalue: None,
+            inputs: None,
             wall: None,
             task,
             valid,

@@ -65,4 +65,11 @@ fn the_smnist_run_with_adam_epsilon_1e_5_left_most_units_without_input() {
         "{}",
         units.table()
     );
+    // The runs report shows the count beside each sequence ORGaNICs run, and no count for
+    // the other kinds.
+    let rows = organics_train::run::report::run_rows(dir.parent().expect("runs/")).expect("rows");
+    let inputs = |name: &str| rows.iter().find(|r| r.name == name).expect(name).inputs;
+    assert_eq!(inputs("smnist-organics64-eps1e-5"), Some((11, 64)));
+    assert_eq!(inputs("smnist-lstm128"), None);
+    assert_eq!(inputs("mnist-learned-50"), None);
 }
