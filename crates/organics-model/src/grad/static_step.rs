@@ -32,7 +32,7 @@ use burn::prelude::*;
 use crate::classifier::StaticClassifier;
 use crate::error::ModelError;
 use crate::fixed_point::FixedPointLayer;
-use crate::host::{from_f32, to_f32, to_matrix};
+use crate::host::{HostValues, from_f32, to_matrix};
 use crate::kernels::algorithm1::Recurrence;
 use crate::kernels::static_step::{HostFixedPoint, HostLinear, HostStatic, LinearGrads};
 use crate::spectral::HostSpectral;
@@ -160,31 +160,35 @@ impl StaticClassifier {
 
     /// The parameters and `images` as host `f32` arrays; `W = exp(L)`, `b0 = sigmoid(β0)`,
     /// `W_r = V / σ_max(V)` evaluated here (with each layer's parametrization, for `V̄`).
-    /// Reading 3.6 MB of values is a copy per parameter, so the decoder and the images are
-    /// read on a second thread (rayon's, see [`crate::kernels::threads`]).
+    /// The weights and images are read in place where the backend allows it
+    /// ([`HostValues`]); where it does not, reading 3.6 MB of values is a copy per
+    /// parameter, so the decoder and the images are read on a second thread (rayon's, see
+    /// [`crate::kernels::threads`]).
     #[allow(clippy::type_complexity)]
     fn to_host(
         &self,
         images: Tensor<2>,
-    ) -> Result<(HostStatic, Vec<Option<HostSpectral>>, Vec<f32>), ModelError> {
+    ) -> Result<(HostStatic, Vec<Option<HostSpectral>>, HostValues), ModelError> {
         let linear = |l: &Linear| -> Result<HostLinear, ModelError> {
             let [n_in, n_out] = l.weight.dims();
             let b = match &l.bias {
-                Some(b) => to_f32(b.val())?,
-                None => vec![0.0; n_out],
+                Some(b) => HostValues::of(b.val())?,
+                None => vec![0.0; n_out].into(),
             };
             Ok(HostLinear {
                 n_in,
                 n_out,
-                w: to_f32(l.weight.val())?,
+                w: HostValues::of(l.weight.val())?,
                 b,
             })
         };
         let layer = |l: &FixedPointLayer| -> Result<_, ModelError> {
             let [n, m] = l.w_zx.dims();
-            let mut w_cat = to_f32(l.w_zx.val())?;
-            w_cat.extend(to_f32(l.w_bx.val())?);
-            let values = |p: &Param<Tensor<1>>| to_f32(p.val());
+            // One product reads both input weights, so they are copied into one array.
+            let mut w_cat = Vec::with_capacity(2 * n * m);
+            w_cat.extend_from_slice(&HostValues::of(l.w_zx.val())?);
+            w_cat.extend_from_slice(&HostValues::of(l.w_bx.val())?);
+            let values = |p: &Param<Tensor<1>>| HostValues::of(p.val());
             let spectral = match &l.w_r_raw {
                 Some(v) => Some(HostSpectral::new(to_matrix(v.val())?)?),
                 None => None,
@@ -196,9 +200,12 @@ impl StaticClassifier {
                 m,
                 n,
                 w_cat,
-                w_norm: to_f32(l.log_w.val())?.into_iter().map(f32::exp).collect(),
+                w_norm: HostValues::of(l.log_w.val())?
+                    .iter()
+                    .map(|l| l.exp())
+                    .collect(),
                 b0: values(&l.beta0)?
-                    .into_iter()
+                    .iter()
                     .map(|b| 1.0 / ((-b).exp() + 1.0))
                     .collect(),
                 sigma_sq: (l.sigma * l.sigma) as f32,
@@ -212,7 +219,7 @@ impl StaticClassifier {
             s.spawn(|_| {
                 other = Some((|| -> Result<_, ModelError> {
                     let decoder = decoder.iter().map(linear).collect::<Result<Vec<_>, _>>()?;
-                    Ok((decoder, to_f32(images)?))
+                    Ok((decoder, HostValues::of(images)?))
                 })());
             });
             (

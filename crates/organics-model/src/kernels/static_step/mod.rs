@@ -30,6 +30,7 @@ mod work;
 
 use std::cell::RefCell;
 
+use crate::host::HostValues;
 use crate::kernels::algorithm1::Recurrence;
 use crate::kernels::mat::{Mat, cut, cut_mut, matmul};
 use crate::kernels::pool::Spare;
@@ -44,8 +45,8 @@ use work::ShardWork;
 pub(crate) struct HostLinear {
     pub(crate) n_in: usize,
     pub(crate) n_out: usize,
-    pub(crate) w: Vec<f32>,
-    pub(crate) b: Vec<f32>,
+    pub(crate) w: HostValues,
+    pub(crate) b: HostValues,
 }
 
 /// A fixed-point layer on the host.
