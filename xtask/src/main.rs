@@ -33,6 +33,23 @@ enum Command {
     Eval(EvalArgs),
     /// Time training steps on random data of the real shape; prints one JSON line.
     Bench(BenchArgs),
+    /// Record the first training steps of a sequence ORGaNICs run (its starting parameters,
+    /// batches, every step's loss and the parameters after) for another implementation to
+    /// repeat: `bench/trace_check.py` repeats them in PyTorch and compares.
+    Trace {
+        /// The run whose config.json to follow (only its configuration is read).
+        #[arg(long)]
+        artifact_dir: PathBuf,
+        /// Training steps to record (1 to 200).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// The folder to write trace.json and inputs.f32 into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder with the MNIST files [default: as for train].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Stability experiments on random circuits; prints a table and writes JSON.
     #[command(subcommand)]
     Analyze(AnalyzeCommand),
@@ -485,6 +502,22 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             println!(
                 "{}",
                 serde_json::to_string(&r).map_err(|e| TrainError::Training(e.to_string()))?
+            );
+        }
+        Command::Trace {
+            artifact_dir,
+            steps,
+            out,
+            data_dir,
+        } => {
+            let t = organics_train::run::trace::trace(&artifact_dir, steps, &out, data_dir)?;
+            let first = t.losses.first().copied().unwrap_or(f64::NAN);
+            let last = t.losses.last().copied().unwrap_or(f64::NAN);
+            println!(
+                "{} steps of {} recorded in {}: loss {first:.6} at the first, {last:.6} at the last",
+                t.steps,
+                artifact_dir.display(),
+                out.display()
             );
         }
         Command::Bench(a) => {

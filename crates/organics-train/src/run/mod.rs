@@ -2,7 +2,8 @@
 //! (the model a configuration names), [`checkpoint`] and [`lock`] (the artifact folder),
 //! [`results`] (`results.json`), [`eval`] (the test set), [`bench`](mod@bench) (seconds per step),
 //! [`memory`] and [`gpu`] (what the machine can take), [`report`] (a folder of runs),
-//! `optimizer` (the one a configuration names).
+//! [`trace`] (the first steps of a run, for another implementation to repeat), `optimizer`
+//! (the one a configuration names).
 
 pub mod bench;
 pub mod checkpoint;
@@ -14,4 +15,5 @@ pub mod memory;
 mod optimizer;
 pub mod report;
 pub mod results;
+pub mod trace;
 pub mod train;

@@ -1,0 +1,405 @@
+//! The first training steps of a run, recorded so that another implementation can repeat
+//! them: `cargo xtask trace`.
+//!
+//! From a run's `config.json` it builds the model exactly as `train` does (same seed, same
+//! initialisation), takes the first batches of epoch 1 in the order `train` would see them,
+//! and runs the training step of `train` (the same gradient path and optimizer) on them. It
+//! writes the starting parameters (every float parameter of the module, by its path, trained
+//! or not), the loss of every step, the parameters after the last step, and the batches'
+//! inputs and labels. `bench/trace_check.py` loads the starting parameters into the
+//! repository's PyTorch model, repeats the steps with PyTorch's Adam and compares.
+//!
+//! Files in the output folder: `trace.json` (settings, labels, losses, parameters) and
+//! `inputs.f32` (the batches' inputs, `[steps, batch, seq, 1]` as little-endian `f32`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::data::dataloader::DataLoader;
+use burn::module::{ModuleVisitor, Param};
+use burn::prelude::*;
+use organics_data::EpochLoader;
+use serde::Serialize;
+
+use crate::config::TrainConfig;
+use crate::error::TrainError;
+use crate::options::{ModelKind, Task};
+use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
+use crate::run::train::{load_data, read_config, seq_config};
+
+/// Largest number of steps a trace records (each step's batch is written out).
+pub const MAX_TRACE_STEPS: usize = 200;
+
+/// One float parameter: its path in the module (`inner.rnn.cell.w_zx`), shape and values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NamedParam {
+    /// Field names from the module's root, joined by dots.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Whether the optimizer updates it.
+    pub trained: bool,
+    /// Row-major values.
+    pub values: Vec<f32>,
+}
+
+/// What `trace.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trace {
+    /// The run's settings, as `train` took them.
+    pub config: TrainConfig,
+    /// The cell's largest step ratios `r_max` for `y`, `a`, and `b0`/`b1` (the run's or the
+    /// model's defaults).
+    pub r_max: [f64; 3],
+    /// The cell's `σ` (the same for every neuron).
+    pub sigma: f64,
+    /// The learning rate of the steps (that of the first epoch).
+    pub lr: f64,
+    /// The steps recorded.
+    pub steps: usize,
+    /// Samples per batch and time steps per sample of `inputs.f32`.
+    pub batch: usize,
+    /// Time steps of each sequence.
+    pub seq: usize,
+    /// Class labels of every batch, `[steps][batch]`.
+    pub labels: Vec<Vec<i64>>,
+    /// The mean cross-entropy of each step's batch, before that step's update.
+    pub losses: Vec<f64>,
+    /// Every float parameter before the first step.
+    pub initial: Vec<NamedParam>,
+    /// Every float parameter after the last step.
+    pub last: Vec<NamedParam>,
+}
+
+/// Every float parameter of a module, with its path.
+pub fn named_params<M: Module>(module: &M) -> Result<Vec<NamedParam>, TrainError> {
+    struct Collect {
+        path: Vec<String>,
+        out: Vec<NamedParam>,
+        error: Option<String>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let tensor = param.val();
+            let shape = tensor.dims().to_vec();
+            let trained = tensor.is_require_grad();
+            match tensor.into_data().convert::<f32>().try_into_vec::<f32>() {
+                Ok(values) => self.out.push(NamedParam {
+                    name: self.path.join("."),
+                    shape,
+                    trained,
+                    values,
+                }),
+                Err(e) => self.error = Some(format!("{e:?}")),
+            }
+        }
+    }
+    let mut c = Collect {
+        path: Vec::new(),
+        out: Vec::new(),
+        error: None,
+    };
+    module.visit(&mut c);
+    match c.error {
+        Some(e) => Err(TrainError::Training(format!("reading a parameter: {e}"))),
+        None => Ok(c.out),
+    }
+}
+
+/// Records the first `steps` training steps of the run in `run_dir` into `out`.
+///
+/// # Errors
+/// [`TrainError::Invalid`] for a run that is not a sequence ORGaNICs run or a step count
+/// outside `1..=MAX_TRACE_STEPS`, [`TrainError::File`] for an unreadable config or an
+/// unwritable output, [`TrainError::Data`] when the data cannot be loaded.
+pub fn trace(
+    run_dir: &Path,
+    steps: usize,
+    out: &Path,
+    data_dir: Option<PathBuf>,
+) -> Result<Trace, TrainError> {
+    let config = read_config(run_dir)?;
+    trace_config(&config, steps, out, data_dir)
+}
+
+/// [`trace`] for a configuration.
+pub fn trace_config(
+    config: &TrainConfig,
+    steps: usize,
+    out: &Path,
+    data_dir: Option<PathBuf>,
+) -> Result<Trace, TrainError> {
+    config.validate()?;
+    if !matches!(config.task, Task::Smnist | Task::Psmnist) || config.model != ModelKind::Organics {
+        return Err(TrainError::Invalid(format!(
+            "trace records sequence ORGaNICs runs (smnist or psmnist, model organics), not {} with {}",
+            config.task, config.model
+        )));
+    }
+    if !(1..=MAX_TRACE_STEPS).contains(&steps) {
+        return Err(TrainError::Invalid(format!(
+            "--steps {steps}: a trace records 1 to {MAX_TRACE_STEPS} steps"
+        )));
+    }
+    let data = load_data(config, data_dir)?;
+    let batches_in_epoch = data.train.len().div_ceil(config.batch_size);
+    if steps > batches_in_epoch {
+        return Err(TrainError::Invalid(format!(
+            "--steps {steps}: epoch 1 of this run has {batches_in_epoch} batches"
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| TrainError::File {
+        path: out.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let device = config.backend.device()?;
+    let ad = device.clone().autodiff();
+    let order = data.order.clone();
+    let cell = seq_config(config).cell;
+    let recorded = with_model(
+        config,
+        &ad,
+        config.seed,
+        order,
+        Steps {
+            config,
+            data: data.train,
+            steps,
+            device: &ad,
+            inputs: &out.join(INPUTS),
+        },
+    )?;
+    let trace = Trace {
+        config: config.clone(),
+        r_max: [cell.r_max_y, cell.r_max_a, cell.r_max_b],
+        sigma: cell.sigma,
+        lr: config.lr(),
+        steps,
+        batch: config.batch_size,
+        seq: recorded.seq,
+        labels: recorded.labels,
+        losses: recorded.losses,
+        initial: recorded.initial,
+        last: recorded.last,
+    };
+    let path = out.join(TRACE);
+    let text = serde_json::to_string(&trace)
+        .map_err(|e| TrainError::Training(format!("trace as JSON: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| TrainError::File {
+        path,
+        message: e.to_string(),
+    })?;
+    Ok(trace)
+}
+
+const TRACE: &str = "trace.json";
+const INPUTS: &str = "inputs.f32";
+
+struct Recorded {
+    seq: usize,
+    labels: Vec<Vec<i64>>,
+    losses: Vec<f64>,
+    initial: Vec<NamedParam>,
+    last: Vec<NamedParam>,
+}
+
+/// The training steps of a trace: the [`ModelJob`] of [`trace_config`].
+struct Steps<'a> {
+    config: &'a TrainConfig,
+    data: organics_data::ImageSet,
+    steps: usize,
+    device: &'a Device,
+    inputs: &'a Path,
+}
+
+impl ModelJob for Steps<'_> {
+    type Output = Result<Recorded, TrainError>;
+
+    fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
+        let write_err = |e: std::io::Error| TrainError::File {
+            path: self.inputs.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut file =
+            std::io::BufWriter::new(std::fs::File::create(self.inputs).map_err(write_err)?);
+        // Epoch 1's batches, in the order `train` draws them (the same loader and seed).
+        let loader = EpochLoader::new(
+            self.data,
+            batcher,
+            self.config.batch_size,
+            self.device.clone(),
+        )
+        .shuffled(self.config.seed);
+        let mut optim = crate::run::optimizer::optimizer(self.config);
+        let initial = named_params(&model)?;
+        let mut model = model;
+        let (mut labels, mut losses, mut seq) = (Vec::new(), Vec::new(), 0);
+        for batch in DataLoader::iter(&loader).take(self.steps) {
+            let batch = batch.map_err(|e| TrainError::Training(format!("reading a batch: {e}")))?;
+            let (inputs, targets) = sequence_parts(&batch)?;
+            let [_, s, _] = inputs.dims();
+            seq = s;
+            let values = inputs
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| TrainError::Training(format!("batch inputs: {e:?}")))?;
+            for v in values {
+                file.write_all(&v.to_le_bytes()).map_err(write_err)?;
+            }
+            labels.push(
+                targets
+                    .into_data()
+                    .convert::<i64>()
+                    .try_into_vec::<i64>()
+                    .map_err(|e| TrainError::Training(format!("batch labels: {e:?}")))?,
+            );
+            let (output, grads) = model.loss_and_grads(batch);
+            let loss = output
+                .loss
+                .into_data()
+                .convert::<f64>()
+                .try_into_vec::<f64>()
+                .map_err(|e| TrainError::Training(format!("loss: {e:?}")))?;
+            losses.push(loss.first().copied().unwrap_or(f64::NAN));
+            model = optim.step(self.config.lr(), model, grads);
+        }
+        file.flush().map_err(write_err)?;
+        Ok(Recorded {
+            seq,
+            labels,
+            losses,
+            initial,
+            last: named_params(&model)?,
+        })
+    }
+}
+
+/// The inputs `[batch, seq, 1]` and labels of a sequence batch (the only batches a trace
+/// takes: [`trace_config`] checks the task).
+fn sequence_parts<B: std::any::Any>(batch: &B) -> Result<(Tensor<3>, Tensor<1, Int>), TrainError> {
+    match (batch as &dyn std::any::Any).downcast_ref::<organics_data::SequenceBatch>() {
+        Some(b) => Ok((b.inputs.clone(), b.targets.clone())),
+        None => Err(TrainError::Invalid(
+            "trace records sequence batches only".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::BackendKind;
+    use crate::run::eval::trained_sequence_organics;
+    use crate::run::train::{RunOptions, train};
+
+    /// One epoch of two batches of eight permuted sequences, six units.
+    fn config() -> TrainConfig {
+        TrainConfig::new()
+            .with_task(Task::Psmnist)
+            .with_model(ModelKind::Organics)
+            .with_backend(BackendKind::Flex)
+            .with_hidden(Some(6))
+            .with_epochs(1)
+            .with_batch_size(8)
+            .with_train_limit(Some(16))
+            .with_valid_limit(Some(8))
+            .with_test_limit(Some(8))
+    }
+
+    fn data() -> PathBuf {
+        organics_data::DatasetName::Mnist
+            .shipped_dir()
+            .expect("the repository's data/mnist folder")
+    }
+
+    /// The trace of a run's first steps is what `train` did in them: the weights `train`
+    /// saved after its one epoch of two steps are the trace's last parameters, bit for bit.
+    #[test]
+    fn a_trace_repeats_the_first_steps_of_train() {
+        let config = config();
+        let run = tempfile::tempdir().expect("tmp");
+        let opts = RunOptions {
+            data_dir: Some(data()),
+            plain: true,
+            ..RunOptions::new(run.path())
+        };
+        train(&config, &opts).expect("training runs");
+        let out = tempfile::tempdir().expect("tmp");
+        let t = trace(run.path(), 2, out.path(), Some(data())).expect("trace");
+
+        assert_eq!(t.losses.len(), 2);
+        assert!(t.losses.iter().all(|l| l.is_finite() && *l > 0.0));
+        assert_eq!(t.labels.iter().map(Vec::len).collect::<Vec<_>>(), [8, 8]);
+        assert_eq!((t.batch, t.seq), (8, 784));
+        let inputs = std::fs::metadata(out.path().join(INPUTS)).expect("inputs.f32");
+        assert_eq!(inputs.len(), 2 * 8 * 784 * 4);
+        let text = std::fs::read_to_string(out.path().join(TRACE)).expect("trace.json");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("trace.json parses");
+        assert_eq!(json["losses"].as_array().map(Vec::len), Some(2));
+
+        let (_, trained, _) = trained_sequence_organics(run.path(), "the test needs").expect("run");
+        let saved: Vec<(String, Vec<f32>)> = named_params(&trained)
+            .expect("params")
+            .into_iter()
+            .map(|p| (p.name, p.values))
+            .collect();
+        let last: Vec<(String, Vec<f32>)> = t
+            .last
+            .iter()
+            .map(|p| {
+                (
+                    p.name.trim_start_matches("inner.").to_string(),
+                    p.values.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(saved.len(), 19, "every float parameter of the classifier");
+        assert_eq!(saved, last);
+        // The trained parameters moved, the fixed ones (the initial state) did not.
+        for (first, after) in t.initial.iter().zip(&t.last) {
+            assert_eq!(
+                first.trained,
+                first.values != after.values,
+                "{}",
+                first.name
+            );
+        }
+        assert_eq!(t.initial.iter().filter(|p| !p.trained).count(), 4);
+
+        // The same again from the configuration alone.
+        let again = tempfile::tempdir().expect("tmp");
+        let t2 = trace_config(&config, 2, again.path(), Some(data())).expect("trace");
+        assert_eq!((t2.losses, t2.initial), (t.losses, t.initial));
+    }
+
+    #[test]
+    fn a_trace_refuses_what_it_cannot_record() {
+        let out = tempfile::tempdir().expect("tmp");
+        let invalid = |config: &TrainConfig, steps| {
+            matches!(
+                trace_config(config, steps, out.path(), Some(data())),
+                Err(TrainError::Invalid(_))
+            )
+        };
+        let config = config();
+        assert!(invalid(&config.clone().with_task(Task::Mnist), 1));
+        assert!(invalid(&config.clone().with_model(ModelKind::Lstm), 1));
+        assert!(invalid(&config, 0));
+        assert!(invalid(&config, MAX_TRACE_STEPS + 1));
+        // Epoch 1 of sixteen samples in batches of eight has two batches.
+        assert!(invalid(&config, 3));
+        assert!(std::fs::read_dir(out.path()).expect("dir").next().is_none());
+        let missing = tempfile::tempdir().expect("tmp");
+        assert!(matches!(
+            trace(missing.path(), 1, out.path(), Some(data())),
+            Err(TrainError::File { .. })
+        ));
+    }
+}
