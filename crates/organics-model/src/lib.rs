@@ -19,8 +19,8 @@
 //!
 //! The crate depends on `burn` without any backend feature: pick the backend in your own
 //! crate and pass its `Device`. The cargo feature `flex` (off by default) lets the fused
-//! CPU kernels read the parameters of a model on Burn's flex backend in place instead of
-//! copying them out every step; it turns on `burn/flex`.
+//! static step read the weights of a model on Burn's flex backend in place instead of
+//! copying them out every step; it turns on `burn/flex` (and `burn/extension`).
 //!
 //! ```
 //! use burn::prelude::*;

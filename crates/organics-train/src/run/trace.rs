@@ -142,22 +142,39 @@ pub fn trace_config(
             config.task, config.model
         )));
     }
+    if config.devices != 1 {
+        return Err(TrainError::Invalid(format!(
+            "trace repeats training on one device; this run trains on {} (--devices)",
+            config.devices
+        )));
+    }
     if !(1..=MAX_TRACE_STEPS).contains(&steps) {
         return Err(TrainError::Invalid(format!(
             "--steps {steps}: a trace records 1 to {MAX_TRACE_STEPS} steps"
         )));
     }
     let data = load_data(config, data_dir)?;
-    let batches_in_epoch = data.train.len().div_ceil(config.batch_size);
-    if steps > batches_in_epoch {
+    // Full batches only: every step of `inputs.f32` has `batch_size` samples.
+    let full_batches = data.train.len() / config.batch_size;
+    if steps > full_batches {
         return Err(TrainError::Invalid(format!(
-            "--steps {steps}: epoch 1 of this run has {batches_in_epoch} batches"
+            "--steps {steps}: epoch 1 of this run has {full_batches} full batches"
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| TrainError::File {
-        path: out.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let file_err = |path: PathBuf| {
+        move |e: std::io::Error| TrainError::File {
+            path,
+            message: e.to_string(),
+        }
+    };
+    std::fs::create_dir_all(out).map_err(file_err(out.to_path_buf()))?;
+    // A trace.json beside new inputs would describe other batches: gone before they are
+    // written, and the new one appears whole (renamed into place) once they are.
+    let path = out.join(TRACE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_err(path)(e)),
+        _ => {}
+    }
     let device = config.backend.device()?;
     let ad = device.clone().autodiff();
     let order = data.order.clone();
@@ -188,13 +205,11 @@ pub fn trace_config(
         initial: recorded.initial,
         last: recorded.last,
     };
-    let path = out.join(TRACE);
     let text = serde_json::to_string(&trace)
         .map_err(|e| TrainError::Training(format!("trace as JSON: {e}")))?;
-    std::fs::write(&path, text).map_err(|e| TrainError::File {
-        path,
-        message: e.to_string(),
-    })?;
+    let partial = out.join(format!("{TRACE}.partial"));
+    std::fs::write(&partial, text).map_err(file_err(partial.clone()))?;
+    std::fs::rename(&partial, &path).map_err(file_err(path))?;
     Ok(trace)
 }
 
@@ -377,6 +392,12 @@ mod tests {
         let again = tempfile::tempdir().expect("tmp");
         let t2 = trace_config(&config, 2, again.path(), Some(data())).expect("trace");
         assert_eq!((t2.losses, t2.initial), (t.losses, t.initial));
+
+        // A refused trace into a folder with an earlier one touches nothing.
+        let failing = config.clone().with_train_limit(Some(8));
+        assert!(trace_config(&failing, 2, out.path(), Some(data())).is_err());
+        assert!(out.path().join(TRACE).is_file());
+        assert!(!out.path().join(format!("{TRACE}.partial")).exists());
     }
 
     #[test]
@@ -393,8 +414,11 @@ mod tests {
         assert!(invalid(&config.clone().with_model(ModelKind::Lstm), 1));
         assert!(invalid(&config, 0));
         assert!(invalid(&config, MAX_TRACE_STEPS + 1));
-        // Epoch 1 of sixteen samples in batches of eight has two batches.
+        // Epoch 1 of sixteen samples in batches of eight has two batches, of 20 in batches
+        // of eight also two full ones.
         assert!(invalid(&config, 3));
+        assert!(invalid(&config.clone().with_train_limit(Some(20)), 3));
+        assert!(invalid(&config.clone().with_devices(2), 1));
         assert!(std::fs::read_dir(out.path()).expect("dir").next().is_none());
         let missing = tempfile::tempdir().expect("tmp");
         assert!(matches!(
