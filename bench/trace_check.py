@@ -122,6 +122,8 @@ def main():
     config = trace["config"]
     if config.get("optimizer", "adam") != "adam" or config.get("clip") is not None:
         sys.exit("the check repeats Adam without clipping, as the ORGaNICs runs train")
+    if not config.get("rectified_input", True):
+        sys.exit("the PyTorch model rectifies the input drive; this run does not")
     print(f"{trace['steps']} steps, batch {trace['batch']}, lr {trace['lr']}, weight decay "
           f"{config['weight_decay']}, Adam eps {config['adam_epsilon']}, r_max {trace['r_max']}")
     ours = np.array(trace["losses"])

@@ -290,6 +290,10 @@ struct TrainArgs {
     /// code does, instead of the circuit's 1 - sqrt(a) (docs/MODEL.md section 11).
     #[arg(long)]
     linear_gate: bool,
+    /// Sequence ORGaNICs: the input drive z = W_zx x without rectification, as a branch of
+    /// the authors' code has it, instead of the model's ⌊W_zx x⌋ (docs/MODEL.md section 11).
+    #[arg(long)]
+    linear_input_drive: bool,
     /// Seed of initialisation, split and shuffling.
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
@@ -434,6 +438,7 @@ fn train_config(a: &TrainArgs) -> TrainConfig {
         .with_r_max_b(a.r_max_b)
         .with_learn_recurrence(a.learned_recurrence)
         .with_linear_gate(a.linear_gate)
+        .with_rectified_input(!a.linear_input_drive)
         .with_seed(a.seed)
         .with_permutation_seed(a.permutation_seed)
         .with_valid_size(a.valid_size)

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! This is the rectified model (paper Appendix F), the default. The main model
-//! (`rectified = false`) uses `W_r y` and `y²` in place of `⌊W_r y⌋` and `⌊y⌋²`.
+//! (`rectified = false`) uses `W_r y` and `y²` in place of `⌊W_r y⌋` and `⌊y⌋²`. With
+//! `rectified_input = false` the input drive is `z = W_zx x`, not rectified: a variant of
+//! the authors' code (docs/MODEL.md §11), not the model of the paper's equations.
 //! Normalization weights are `W = clamp(exp(L), 0, 1)` with the diagonal held at exactly 1.
 
 use burn::module::{Content, DisplaySettings, ModuleDisplay, Param};
@@ -35,6 +37,11 @@ pub struct OrganicsCellConfig {
     /// Rectified model (Appendix F). Default: `true`, as in the paper's sequence tasks.
     #[config(default = "true")]
     pub rectified: bool,
+    /// Rectified input drive `z = ⌊W_zx x⌋`. Default: `true`, the model of docs/MODEL.md
+    /// §6; `false` gives `z = W_zx x` (the input drive of a branch of the authors' code,
+    /// §11), with which a unit whose input weight is negative still receives the input.
+    #[config(default = "true")]
+    pub rectified_input: bool,
     /// Learn the time constants (`θ ~ N(0,1)`), or hold them fixed (`θ = 1`). Default: `true`.
     #[config(default = "true")]
     pub learn_time_constants: bool,
@@ -91,6 +98,8 @@ pub struct OrganicsCell {
     pub sigma: f64,
     /// Rectified model.
     pub rectified: bool,
+    /// Rectified input drive `⌊W_zx x⌋` (else `W_zx x`).
+    pub rectified_input: bool,
 }
 
 /// The display settings of the crate's modules: attributes on one line, as burn-nn's
@@ -112,6 +121,7 @@ impl ModuleDisplay for OrganicsCell {
             .add("d_hidden", &self.size())
             .add("sigma", &self.sigma)
             .add("rectified", &self.rectified)
+            .add("rectified_input", &self.rectified_input)
             .add("learned_time_constants", &self.tau_y.learned)
             .optional()
     }
@@ -161,6 +171,7 @@ impl OrganicsCellConfig {
             tau_b1: TimeConstant::new(n, self.r_max_b, learned, device),
             sigma: self.sigma,
             rectified: self.rectified,
+            rectified_input: self.rectified_input,
         }
     }
 }
@@ -267,6 +278,7 @@ pub struct PreparedCell {
     pub(crate) w: CellWeights<Tensor<2>>,
     pub(crate) sigma_sq: f64,
     pub(crate) rectified: bool,
+    pub(crate) rectified_input: bool,
 }
 
 impl PreparedCell {
@@ -277,6 +289,7 @@ impl PreparedCell {
             w: self.w.clone().map(|t| t.inner()),
             sigma_sq: self.sigma_sq,
             rectified: self.rectified,
+            rectified_input: self.rectified_input,
         }
     }
 }
@@ -333,6 +346,7 @@ impl OrganicsCell {
             w,
             sigma_sq: self.sigma * self.sigma,
             rectified: self.rectified,
+            rectified_input: self.rectified_input,
         }
     }
 
@@ -397,7 +411,11 @@ impl PreparedCell {
         let from_a = a.clone().matmul(self.w.w_a.clone());
 
         let zx = from_x.clone().slice(s![.., 0..n]);
-        let z = activation::relu(zx.clone());
+        let z = if self.rectified_input {
+            activation::relu(zx.clone())
+        } else {
+            zx.clone()
+        };
         let ry = from_y.clone().slice(s![.., 0..n]);
         let recurrent = if self.rectified {
             activation::relu(ry.clone())

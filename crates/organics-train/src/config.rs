@@ -37,6 +37,12 @@ pub struct TrainConfig {
     /// measure the difference.
     #[config(default = false)]
     pub linear_gate: bool,
+    /// Rectify the sequence cell's input drive, `z = ⌊W_zx x⌋` (the default, the model of
+    /// docs/MODEL.md §6). `false` gives `z = W_zx x`, the input drive of a branch of the
+    /// authors' code (docs/MODEL.md §11), kept to measure the difference: with it a unit
+    /// whose input weight is negative still receives the (non-negative) pixels.
+    #[config(default = true)]
+    pub rectified_input: bool,
     /// Epochs. Default: 10.
     #[config(default = 10)]
     pub epochs: usize,
@@ -170,6 +176,14 @@ impl TrainConfig {
             return bad(
                 "--linear-gate changes Algorithm 1 of the static model: it needs --task mnist \
                  and --learned-recurrence"
+                    .into(),
+            );
+        }
+        let sequence_organics = self.task.is_sequential() && self.model == ModelKind::Organics;
+        if !self.rectified_input && !sequence_organics {
+            return bad(
+                "--linear-input-drive changes the sequence ORGaNICs cell: it needs --task \
+                 smnist or psmnist and --model organics"
                     .into(),
             );
         }
@@ -451,9 +465,22 @@ mod tests {
         assert!(gated.clone().with_learn_recurrence(true).validate().is_ok());
         let sequence = gated.with_learn_recurrence(true).with_task(Task::Smnist);
         assert!(matches!(sequence.validate(), Err(TrainError::Invalid(_))));
+        // The input drive without rectification is a setting of the sequence cell only.
+        let linear = TrainConfig::new().with_rectified_input(false);
+        assert!(matches!(linear.validate(), Err(TrainError::Invalid(_))));
+        let linear = linear.with_task(Task::Psmnist);
+        assert!(linear.validate().is_ok());
+        assert!(!crate::run::train::seq_config(&linear).cell.rectified_input);
+        assert!(matches!(
+            linear.with_model(ModelKind::Lstm).validate(),
+            Err(TrainError::Invalid(_))
+        ));
         // A config saved before the setting existed reads as the circuit's gate.
         let mut old = serde_json::to_value(TrainConfig::new().with_seed(7)).expect("json");
         old.as_object_mut().expect("object").remove("linear_gate");
+        old.as_object_mut()
+            .expect("object")
+            .remove("rectified_input");
         let read = TrainConfig::from_json(&old.to_string()).expect("an older config.json");
         assert_eq!(read, TrainConfig::new().with_seed(7));
         assert!(TrainConfig::from_json("[1, 2]").is_err());

@@ -172,6 +172,7 @@ impl OrganicsRnn {
             w: c.w.map(host_values),
             sigma_sq: c.sigma_sq as f32,
             rectified: c.rectified,
+            rectified_input: c.rectified_input,
         };
         let initial = [&self.y0, &self.a0, &self.b0_0, &self.b1_0].map(|p| host_values(p.val()));
         let values = host_values(input);
@@ -298,7 +299,11 @@ impl TensorTape {
                 da: da_state,
             } = record.clone();
             // Cheap element-wise values are recomputed rather than stored.
-            let z = activation::relu(zx.clone());
+            let z = if c.rectified_input {
+                activation::relu(zx.clone())
+            } else {
+                zx.clone()
+            };
             let rec = if c.rectified {
                 activation::relu(ry.clone())
             } else {
@@ -338,7 +343,10 @@ impl TensorTape {
             }
             let d_h0 = d_g0 * g0.clone() * (g0.neg() + 1.0);
             let d_h1 = d_g1 * g1.clone() * (g1.neg() + 1.0);
-            let d_zx = (d_y.clone() * b1).mask_fill(zx.lower_equal_elem(0.0), 0.0);
+            let mut d_zx = d_y.clone() * b1;
+            if c.rectified_input {
+                d_zx = d_zx.mask_fill(zx.lower_equal_elem(0.0), 0.0);
+            }
             let d_from_y = Tensor::cat(vec![d_rec, d_h0.clone(), d_h1.clone()], 1);
             let d_from_a = Tensor::cat(vec![d_h0.clone(), d_h1.clone()], 1);
             let d_from_x = Tensor::cat(vec![d_zx, d_h0, d_h1], 1);
@@ -403,15 +411,23 @@ mod tests {
         }
     }
 
-    fn check(rectified: bool, learned: bool, r_scale: f64, seq: usize) {
-        check_on(&flex(), rectified, learned, r_scale, seq);
+    fn check(rectified: bool, learned: bool, r_scale: f64, seq: usize, rectified_input: bool) {
+        check_on(&flex(), rectified, learned, r_scale, seq, rectified_input);
     }
 
-    fn check_on(target: &Target, rectified: bool, learned: bool, r_scale: f64, seq: usize) {
+    fn check_on(
+        target: &Target,
+        rectified: bool,
+        learned: bool,
+        r_scale: f64,
+        seq: usize,
+        rectified_input: bool,
+    ) {
         let device = Device::flex().autodiff();
         device.seed(7);
         let cell = OrganicsCellConfig::new(2, 6)
             .with_rectified(rectified)
+            .with_rectified_input(rectified_input)
             .with_learn_time_constants(learned)
             .with_r_max_y(0.02 * r_scale)
             .with_r_max_a(0.005 * r_scale)
@@ -453,7 +469,7 @@ mod tests {
                 let err = relative(p, f);
                 assert!(
                     err < target.tolerance,
-                    "{kernel:?}, rectified {rectified}, learned {learned}, r x{r_scale}, seq {seq}: parameter {id_p} differs by {err:e}"
+                    "{kernel:?}, rectified {rectified} (input {rectified_input}), learned {learned}, r x{r_scale}, seq {seq}: parameter {id_p} differs by {err:e}"
                 );
             }
         }
@@ -461,12 +477,15 @@ mod tests {
 
     #[test]
     fn hand_derived_bptt_equals_autodiff() {
-        check(true, true, 1.0, 30);
-        check(true, false, 1.0, 30);
-        check(false, true, 1.0, 30);
+        check(true, true, 1.0, 30, true);
+        check(true, false, 1.0, 30, true);
+        check(false, true, 1.0, 30, true);
         // larger steps make the recurrence matter more within a short sequence
-        check(true, true, 5.0, 60);
-        check(false, true, 5.0, 60);
+        check(true, true, 5.0, 60, true);
+        check(false, true, 5.0, 60, true);
+        // the input drive without rectification (a variant of the authors' code)
+        check(true, true, 1.0, 30, false);
+        check(true, false, 5.0, 60, false);
     }
 
     /// The fused CubeCL kernels and the tensor ops on wgpu (Mesa's lavapipe in CI) against
@@ -499,9 +518,10 @@ mod tests {
             kernels: [BpttKernel::TensorOps, BpttKernel::FusedGpu],
             tolerance: 1e-4,
         };
-        check_on(&target, true, true, 1.0, 30);
-        check_on(&target, true, false, 1.0, 30);
-        check_on(&target, false, true, 1.0, 30);
-        check_on(&target, false, false, 5.0, 60);
+        check_on(&target, true, true, 1.0, 30, true);
+        check_on(&target, true, false, 1.0, 30, true);
+        check_on(&target, false, true, 1.0, 30, true);
+        check_on(&target, false, false, 5.0, 60, true);
+        check_on(&target, true, true, 1.0, 30, false);
     }
 }

@@ -114,6 +114,7 @@ mod device {
         t: u32,
         sigma_sq: f32,
         #[comptime] rectified: bool,
+        #[comptime] rectified_input: bool,
     ) {
         let pos = ABSOLUTE_POS;
         let n = from_y.shape(1) / 3;
@@ -139,7 +140,10 @@ mod device {
         let a = states[now + size];
         let b0 = states[now + 2 * size];
         let b1 = states[now + 3 * size];
-        let z = relu::<F>(zx);
+        let mut z = zx;
+        if rectified_input {
+            z = relu::<F>(zx);
+        }
         let mut rec = ry;
         if rectified {
             rec = relu::<F>(ry);
@@ -210,6 +214,7 @@ mod device {
         t: u32,
         sigma2: f32,
         #[comptime] rectified: bool,
+        #[comptime] rectified_input: bool,
     ) {
         let pos = ABSOLUTE_POS;
         let n = d_u.shape(1);
@@ -242,7 +247,10 @@ mod device {
         let r_b0 = at::<F>(ratios, 2, j);
         let r_b1 = at::<F>(ratios, 3, j);
 
-        let z = relu::<F>(zx);
+        let mut z = zx;
+        if rectified_input {
+            z = relu::<F>(zx);
+        }
         let mut rec = ry;
         if rectified {
             rec = relu::<F>(ry);
@@ -273,8 +281,10 @@ mod device {
         let d_h0 = d_g0 * g0 * (F::new(1.0) - g0);
         let d_h1 = d_g1 * g1 * (F::new(1.0) - g1);
         let mut d_zx = d_y * b1;
-        if zx <= F::new(0.0) {
-            d_zx = F::new(0.0);
+        if rectified_input {
+            if zx <= F::new(0.0) {
+                d_zx = F::new(0.0);
+            }
         }
         // Masked where `a <= 0` only, so that a NaN passes as on the CPU paths.
         let mut d_a_pos = (F::new(0.0) - d_y * rec) / (sqrt_a * F::new(2.0)) + du * y_sq;
@@ -451,6 +461,7 @@ impl CubeTape {
                 t as u32,
                 cell.sigma_sq as f32,
                 cell.rectified,
+                cell.rectified_input,
             );
         }
         CubeTape {
@@ -535,6 +546,7 @@ impl CubeTape {
                 t as u32,
                 (2.0 * c.sigma_sq) as f32,
                 c.rectified,
+                c.rectified_input,
             );
             g_prod = rows(&d_from_y_t, t, batch).matmul(w_back.clone());
             g_part = wrap(grads);

@@ -37,6 +37,8 @@ pub(crate) struct HostCell {
     pub(crate) w: CellWeights<Vec<f32>>,
     pub(crate) sigma_sq: f32,
     pub(crate) rectified: bool,
+    /// `z = ⌊W_zx x⌋` (else `W_zx x`).
+    pub(crate) rectified_input: bool,
 }
 
 /// The weights the backward pass multiplies by, transposed once per sequence (not per
@@ -312,7 +314,11 @@ fn forward_shard_body(c: &HostCell, initial: [&[f32]; 4], tape: &mut ShardTape) 
             cut!(n; y, a, b0, b1, zx, ry, h0, h1, p, r_y, r_a, r_b0, r_b1);
             cut_mut!(n; y2, a2, b02, b12, g0, g1, da);
             for j in 0..n {
-                let z = relu(zx[j]);
+                let z = if c.rectified_input {
+                    relu(zx[j])
+                } else {
+                    zx[j]
+                };
                 let rec = if c.rectified { relu(ry[j]) } else { ry[j] };
                 let gate = -relu(a[j]).sqrt() + 1.0;
                 let dy = b1[j] * z + gate * rec - y[j];
@@ -422,6 +428,7 @@ fn backward_shard_body(
                     r_y,
                     r_b0,
                     r_b1,
+                    rectified_input: c.rectified_input,
                 };
                 row_back(
                     isa,
@@ -536,6 +543,8 @@ struct RowIn<'a> {
     r_y: &'a [f32],
     r_b0: &'a [f32],
     r_b1: &'a [f32],
+    /// `z = ⌊W_zx x⌋` (else `W_zx x`).
+    rectified_input: bool,
 }
 
 row_copies! {
@@ -574,12 +583,13 @@ row_copies! {
             r_y,
             r_b0,
             r_b1,
+            rectified_input,
         } = *inputs;
         let n = gy.len();
         cut!(n; y, a, b0, b1, zx, ry, g0, g1, da, du, d_a, r_y, r_b0, r_b1);
         cut_mut!(n; d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, acc_ry, acc_ra, acc_rb0, acc_rb1);
         for j in 0..n {
-            let z = relu(zx[j]);
+            let z = if rectified_input { relu(zx[j]) } else { zx[j] };
             let rec = if RECTIFIED { relu(ry[j]) } else { ry[j] };
             let a_pos = relu(a[j]);
             let sqrt_a = a_pos.sqrt();
@@ -604,7 +614,11 @@ row_copies! {
             d_rec[j] = dr;
             d_h0[j] = d_g0 * g0[j] * (-g0[j] + 1.0);
             d_h1[j] = d_g1 * g1[j] * (-g1[j] + 1.0);
-            dz[j] = if zx[j] <= 0.0 { 0.0 } else { d_y * b1[j] };
+            dz[j] = if rectified_input && zx[j] <= 0.0 {
+                0.0
+            } else {
+                d_y * b1[j]
+            };
 
             let d_a_pos = if a[j] <= 0.0 {
                 0.0
@@ -641,11 +655,12 @@ mod tests {
             w,
             sigma_sq: 0.01,
             rectified: true,
+            rectified_input: true,
         }
     }
 
     /// Every compiled copy of the row's step back this CPU can run gives the same bits as
-    /// the baseline copy, for both variants of the model, at lengths that run the vector
+    /// the baseline copy, for the variants of the model, at lengths that run the vector
     /// loops and their remainders, with inputs on both sides of every branch (`a`, `W_r y`,
     /// `W_zx x` and `y` below, at and above zero). The equivalence tests against autodiff
     /// run whichever copy the CPU picks; this covers the others.
@@ -653,7 +668,7 @@ mod tests {
     fn every_copy_of_the_row_step_back_agrees() {
         for n in TEST_ROW_LENGTHS {
             let ins: Vec<Vec<f32>> = (0..14).map(|k| test_row(k, n)).collect();
-            let inputs = RowIn {
+            let inputs = |rectified_input| RowIn {
                 y: &ins[0],
                 a: &ins[1],
                 b0: &ins[2],
@@ -668,25 +683,43 @@ mod tests {
                 r_y: &ins[11],
                 r_b0: &ins[12],
                 r_b1: &ins[13],
+                rectified_input,
             };
-            let run = |isa: Isa, rectified: bool| {
+            let run = |isa: Isa, rectified: bool, rectified_input: bool| {
                 let mut outs: Vec<Vec<f32>> = (0..12).map(|k| test_row(20 + k, n)).collect();
                 let [d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra, rb0, rb1] = &mut outs[..]
                 else {
                     unreachable!("twelve outputs")
                 };
                 row_back(
-                    isa, rectified, 0.02, &inputs, d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, ry, ra,
-                    rb0, rb1,
+                    isa,
+                    rectified,
+                    0.02,
+                    &inputs(rectified_input),
+                    d_rec,
+                    d_h0,
+                    d_h1,
+                    dz,
+                    gy,
+                    ga,
+                    gb0,
+                    gb1,
+                    ry,
+                    ra,
+                    rb0,
+                    rb1,
                 );
                 bits(&outs)
             };
             let isas = Isa::available();
-            for rectified in [false, true] {
-                let want = run(isas[0], rectified);
+            for (rectified, input) in [(false, true), (true, true), (true, false)] {
+                let want = run(isas[0], rectified, input);
                 for &isa in &isas[1..] {
-                    let got = run(isa, rectified);
-                    assert!(got == want, "{isa:?}, rectified {rectified}, n {n}");
+                    let got = run(isa, rectified, input);
+                    assert!(
+                        got == want,
+                        "{isa:?}, rectified {rectified} (input {input}), n {n}"
+                    );
                 }
             }
         }

@@ -319,6 +319,9 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
                 );
             }
             d.push_str(&adam_epsilon_note(config));
+            if !config.rectified_input {
+                d.push_str(", input drive W_zx x (not rectified)");
+            }
             if config.task.is_sequential()
                 && [config.r_max_y, config.r_max_a, config.r_max_b]
                     .iter()
