@@ -6,6 +6,8 @@
 //! then the task gives its row no gradient either (the rectification's derivative is 0):
 //! only the weight decay moves it, and with Burn's Adam `ε` of 1e-5 never back above zero
 //! (docs/MODEL.md §11, item 8). This count shows how many units a trained model uses.
+//! With the input drive not rectified (`--linear-input-drive`, item 12) a unit receives
+//! input unless its input weights have all decayed to zero.
 
 use std::path::Path;
 
@@ -26,9 +28,13 @@ pub struct InputUnits {
     pub weights: String,
     /// Units `n`.
     pub units: usize,
-    /// Units with a positive input weight: they receive input.
+    /// Whether the model rectifies its input drive (`⌊W_zx x⌋`).
+    pub rectified_input: bool,
+    /// Units that receive input: with a positive input weight (rectified input drive), or
+    /// with an input weight of magnitude at least [`DECAYED`] (not rectified).
     pub receiving: usize,
-    /// Units whose input weights are all `≤ 0`: no input from non-negative pixels.
+    /// The other units: every input weight `≤ 0` (rectified: no input from non-negative
+    /// pixels), or every one decayed below [`DECAYED`].
     pub silent: usize,
     /// Of the silent units, those whose every input weight has decayed below [`DECAYED`].
     pub decayed: usize,
@@ -37,20 +43,35 @@ pub struct InputUnits {
 }
 
 impl InputUnits {
-    /// From `W_zx`, row-major `[n, d_input]`.
-    pub fn from_weights(weights: String, w_zx: &[f32], d_input: usize) -> Self {
-        let largest_weight: Vec<f32> = w_zx
-            .chunks(d_input.max(1))
+    /// From `W_zx`, row-major `[n, d_input]`, of a model whose input drive is rectified
+    /// (`⌊W_zx x⌋`) or not.
+    pub fn from_weights(
+        weights: String,
+        w_zx: &[f32],
+        d_input: usize,
+        rectified_input: bool,
+    ) -> Self {
+        let rows = || w_zx.chunks(d_input.max(1));
+        let largest_weight: Vec<f32> = rows()
             .map(|row| row.iter().copied().fold(f32::NEG_INFINITY, f32::max))
             .collect();
-        let receiving = largest_weight.iter().filter(|&&w| w > 0.0).count();
-        let decayed = w_zx
-            .chunks(d_input.max(1))
-            .filter(|row| row.iter().all(|&w| w <= 0.0 && w.abs() < DECAYED))
+        let receiving = if rectified_input {
+            largest_weight.iter().filter(|&&w| w > 0.0).count()
+        } else {
+            rows()
+                .filter(|row| row.iter().any(|w| w.abs() >= DECAYED))
+                .count()
+        };
+        let decayed = rows()
+            .filter(|row| {
+                row.iter()
+                    .all(|&w| (w <= 0.0 || !rectified_input) && w.abs() < DECAYED)
+            })
             .count();
         InputUnits {
             weights,
             units: largest_weight.len(),
+            rectified_input,
             receiving,
             silent: largest_weight.len() - receiving,
             decayed,
@@ -60,11 +81,20 @@ impl InputUnits {
 
     /// A few lines for the terminal.
     pub fn table(&self) -> String {
-        format!(
-            "weights: {}\nunits: {}\nreceiving input (a positive input weight): {}\n\
-             without input (every input weight <= 0): {}, of them decayed below {:e}: {}\n",
-            self.weights, self.units, self.receiving, self.silent, DECAYED, self.decayed
-        )
+        if self.rectified_input {
+            format!(
+                "weights: {}\nunits: {}\nreceiving input (a positive input weight): {}\n\
+                 without input (every input weight <= 0): {}, of them decayed below {:e}: {}\n",
+                self.weights, self.units, self.receiving, self.silent, DECAYED, self.decayed
+            )
+        } else {
+            format!(
+                "weights: {}\nunits: {}\ninput drive not rectified: receiving input (an input \
+                 weight of magnitude {:e} or more): {}\nwithout input (every input weight \
+                 decayed below {:e}): {}\n",
+                self.weights, self.units, DECAYED, self.receiving, DECAYED, self.silent
+            )
+        }
     }
 }
 
@@ -82,6 +112,7 @@ pub fn input_units(dir: &Path) -> Result<InputUnits, TrainError> {
         run.weights.display().to_string(),
         &values,
         d_input,
+        model.rnn.cell.rectified_input,
     ))
 }
 
@@ -93,12 +124,16 @@ mod tests {
     fn a_unit_receives_input_when_one_of_its_weights_is_positive() {
         // Three units of two inputs: one positive weight; both negative; both decayed.
         let w = [-0.5, 0.1, -0.2, -0.3, -1e-32, 0.0];
-        let u = InputUnits::from_weights("w".into(), &w, 2);
+        let u = InputUnits::from_weights("w".into(), &w, 2, true);
         assert_eq!((u.units, u.receiving, u.silent, u.decayed), (3, 1, 2, 1));
         assert_eq!(u.largest_weight, vec![0.1, -0.2, 0.0]);
         assert!(
             u.table()
                 .contains("receiving input (a positive input weight): 1")
         );
+        // Without the rectification a negative weight passes the input too.
+        let u = InputUnits::from_weights("w".into(), &w, 2, false);
+        assert_eq!((u.units, u.receiving, u.silent, u.decayed), (3, 2, 1, 1));
+        assert!(u.table().contains("not rectified"));
     }
 }
