@@ -70,11 +70,14 @@ class SequenceOrganics(nn.Module):
     W_b1a) concatenated: three products a step instead of eight.
     """
 
-    def __init__(self, n_in: int = 1, n: int = 128, classes: int = 10, layout: str = "ref"):
+    def __init__(self, n_in: int = 1, n: int = 128, classes: int = 10, layout: str = "ref",
+                 rectified_input: bool = True):
         super().__init__()
         if layout not in ("ref", "fused"):
             raise ValueError(f"layout must be ref or fused, not {layout!r}")
         self.n, self.layout = n, layout
+        # False: z = W_zx x without rectification (organics' --linear-input-drive).
+        self.rectified_input = rectified_input
         w_zx = kaiming_a5(n, n_in)
         self.w_zx = nn.Parameter(w_zx / torch.linalg.matrix_norm(w_zx, ord=2))
         self.w_r = nn.Parameter(nn.init.orthogonal_(torch.empty(n, n)))
@@ -110,7 +113,8 @@ class SequenceOrganics(nn.Module):
         n = self.n
         if self.layout == "ref":
             for x_t in x.unbind(1):
-                z = F.relu(F.linear(x_t, self.w_zx))
+                z = F.linear(x_t, self.w_zx)
+                z = F.relu(z) if self.rectified_input else z
                 g0 = torch.sigmoid(F.linear(x_t, self.w_b0x) + F.linear(y, self.w_b0y)
                                    + F.linear(a, self.w_b0a))
                 g1 = torch.sigmoid(F.linear(x_t, self.w_b1x) + F.linear(y, self.w_b1y)
@@ -134,7 +138,8 @@ class SequenceOrganics(nn.Module):
                 y_r, y_b0, y_b1 = (y @ w_y).split(n, dim=1)
                 a_b0, a_b1 = (a @ w_a).split(n, dim=1)
                 ra = F.relu(a)
-                y_next = y + r_y * (-y + b1 * F.relu(x_z) + (1 - torch.sqrt(ra)) * F.relu(y_r))
+                z = F.relu(x_z) if self.rectified_input else x_z
+                y_next = y + r_y * (-y + b1 * z + (1 - torch.sqrt(ra)) * F.relu(y_r))
                 a_next = a + r_a * (-a + sigma2 * b0 ** 2 + (F.relu(y) ** 2 * ra) @ w_t)
                 b0 = b0 + r_b0 * (torch.sigmoid(x_b0 + y_b0 + a_b0) - b0)
                 b1 = b1 + r_b1 * (torch.sigmoid(x_b1 + y_b1 + a_b1) - b1)
