@@ -55,7 +55,7 @@ def count_trainable(module: nn.Module) -> int:
 class SequenceOrganics(nn.Module):
     """Rectified ORGaNICs unrolled by explicit Euler, one input vector per time step:
 
-        z   = relu(W_zx x)
+        z   = relu(W_zx x)        (W_zx x with rectified_input=False)
         b0' = b0 + r_b0 (sigmoid(W_b0x x + W_b0y y + W_b0a a) - b0)
         b1' = b1 + r_b1 (sigmoid(W_b1x x + W_b1y y + W_b1a a) - b1)
         y'  = y + r_y (-y + b1 z + (1 - sqrt(relu a)) relu(W_r y))

@@ -188,7 +188,8 @@ enum AnalyzeCommand {
         figure: PathBuf,
     },
     /// On a trained sequence ORGaNICs run: how many units have a positive input weight and
-    /// so receive input from MNIST's non-negative pixels (the others never do).
+    /// so receive input from MNIST's non-negative pixels (the others never do); with
+    /// --linear-input-drive, how many have an input weight that has not decayed to zero.
     Inputs {
         /// The sequence ORGaNICs run (its best weights, or its newest checkpoint).
         #[arg(long)]

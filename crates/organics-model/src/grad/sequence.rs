@@ -489,7 +489,8 @@ mod tests {
     }
 
     /// The fused CubeCL kernels and the tensor ops on wgpu (Mesa's lavapipe in CI) against
-    /// autodiff on flex: main and rectified, learned and fixed time constants.
+    /// autodiff on flex: main and rectified, learned and fixed time constants, the input
+    /// drive with and without rectification.
     #[cfg(feature = "wgpu")]
     #[test]
     fn the_wgpu_kernels_equal_autodiff() {

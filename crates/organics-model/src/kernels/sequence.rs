@@ -487,8 +487,9 @@ fn backward_shard_body(
     acc
 }
 
-/// [`backward_row`] for the model's variant (a constant in each copy, so that each loop is
-/// compiled without the other's branches), in the copy compiled for `isa`.
+/// [`backward_row`] for the model's variant (`rectified` a constant in each copy, so that
+/// each loop is compiled without the other's branches; the input drive's rectification,
+/// `RowIn::rectified_input`, a branch in the loop), in the copy compiled for `isa`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn row_back(

@@ -76,8 +76,9 @@ pub struct RunRow {
     /// Largest real part of a Jacobian eigenvalue at any validation image's fixed point, over
     /// every epoch (static ORGaNICs models, whose validation has the stability probe).
     pub max_eigenvalue: Option<f64>,
-    /// Sequence ORGaNICs runs: units with a positive input weight, of all units, in the
-    /// weights of its best epoch or its newest checkpoint (see [`crate::analysis::inputs`]).
+    /// Sequence ORGaNICs runs: units that receive input (a positive input weight; with the
+    /// input drive not rectified, one not decayed to zero), of all units, in the weights of
+    /// its best epoch or its newest checkpoint (see [`crate::analysis::inputs`]).
     pub inputs: Option<(usize, usize)>,
     /// Wall time, from `train.log`.
     pub wall: Option<WallTime>,
