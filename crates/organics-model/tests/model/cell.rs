@@ -113,15 +113,17 @@ fn normalization_diagonal_is_one_and_gets_no_gradient() {
     }
 }
 
-/// An independent f64 implementation of one rectified Euler step (docs/MODEL.md §2 and §5).
+/// An independent f64 implementation of one Euler step (docs/MODEL.md §2 and §5): the
+/// rectified and the main model, and the input drive without rectification (§11 item 12).
 #[test]
 fn one_step_matches_the_equations() {
     let device = Device::flex();
     device.seed(9);
     let (n, n_in, batch) = (6, 2, 3);
-    for rectified in [true, false] {
+    for (rectified, rectified_input) in [(true, true), (false, true), (true, false)] {
         let cell = OrganicsCellConfig::new(n_in, n)
             .with_rectified(rectified)
+            .with_rectified_input(rectified_input)
             .init(&device);
         let rand = |shape: [usize; 2], lo: f64, hi: f64| {
             Tensor::<2>::random(shape, Distribution::Uniform(lo, hi), &device)
@@ -180,7 +182,8 @@ fn one_step_matches_the_equations() {
             );
             for i in 0..n {
                 let k = s * n + i;
-                let z = relu(dot(&wzx, i, n_in, xs_));
+                let zx = dot(&wzx, i, n_in, xs_);
+                let z = if rectified_input { relu(zx) } else { zx };
                 let rec = dot(&wr, i, n, ys);
                 let rec = if rectified { relu(rec) } else { rec };
                 let wrow = |j: usize| {
@@ -216,7 +219,7 @@ fn one_step_matches_the_equations() {
                 ] {
                     assert!(
                         (got - want).abs() < 1e-5,
-                        "rectified={rectified} {name}[{s},{i}]: {got} vs {want}"
+                        "rectified={rectified} (input {rectified_input}) {name}[{s},{i}]: {got} vs {want}"
                     );
                 }
             }
@@ -290,6 +293,7 @@ fn modules_display_their_sizes_in_burn_nn_vocabulary() {
         "d_input: 1",
         "d_hidden: 8",
         "rectified: true",
+        "rectified_input: true",
         "learned_time_constants: true",
     ] {
         assert!(shown.contains(part), "{part} missing from:\n{shown}");
