@@ -16,8 +16,10 @@ use crate::error::ModelError;
 /// times on flex (to a byte vector, to an aligned buffer, then to a `Vec<f32>`); the fused
 /// static step reads every parameter each step, 0.4 ms of a 4.6 ms step before this view
 /// (docs/SPEED.md).
+#[derive(Clone)]
 pub(crate) struct HostValues(Values);
 
+#[derive(Clone)]
 enum Values {
     Owned(Vec<f32>),
     /// The flex tensor, kept alive, and where its values lie in its bytes.
@@ -92,20 +94,6 @@ impl std::fmt::Debug for HostValues {
         f.debug_struct("HostValues")
             .field("len", &self.len())
             .finish_non_exhaustive()
-    }
-}
-
-impl Clone for HostValues {
-    fn clone(&self) -> Self {
-        match &self.0 {
-            Values::Owned(v) => HostValues(Values::Owned(v.clone())),
-            #[cfg(feature = "flex")]
-            Values::Flex { tensor, start, len } => HostValues(Values::Flex {
-                tensor: tensor.clone(),
-                start: *start,
-                len: *len,
-            }),
-        }
     }
 }
 

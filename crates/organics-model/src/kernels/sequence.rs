@@ -428,11 +428,11 @@ fn backward_shard_body(
                     r_y,
                     r_b0,
                     r_b1,
-                    rectified_input: c.rectified_input,
                 };
                 row_back(
                     isa,
                     c.rectified,
+                    c.rectified_input,
                     sigma2,
                     &inputs,
                     d_rec,
@@ -487,14 +487,14 @@ fn backward_shard_body(
     acc
 }
 
-/// [`backward_row`] for the model's variant (`rectified` a constant in each copy, so that
-/// each loop is compiled without the other's branches; the input drive's rectification,
-/// `RowIn::rectified_input`, a branch in the loop), in the copy compiled for `isa`.
+/// [`backward_row`] for the model's variant (constants in each copy, so that each loop is
+/// compiled without the other variants' branches), in the copy compiled for `isa`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn row_back(
     isa: Isa,
     rectified: bool,
+    rectified_input: bool,
     sigma2: f32,
     inputs: &RowIn,
     d_rec: &mut [f32],
@@ -511,12 +511,12 @@ fn row_back(
     acc_rb1: &mut [f32],
 ) {
     macro_rules! call {
-        ($rectified:literal) => {
+        ($rectified:literal, $input:literal) => {
             by_isa!(
                 isa,
-                backward_row_avx512::<$rectified>,
-                backward_row_avx2::<$rectified>,
-                backward_row_baseline::<$rectified>,
+                backward_row_avx512::<$rectified, $input>,
+                backward_row_avx2::<$rectified, $input>,
+                backward_row_baseline::<$rectified, $input>,
                 (
                     sigma2, inputs, d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, acc_ry, acc_ra,
                     acc_rb0, acc_rb1
@@ -524,7 +524,12 @@ fn row_back(
             )
         };
     }
-    if rectified { call!(true) } else { call!(false) }
+    match (rectified, rectified_input) {
+        (true, true) => call!(true, true),
+        (true, false) => call!(true, false),
+        (false, true) => call!(false, true),
+        (false, false) => call!(false, false),
+    }
 }
 
 /// What [`backward_row`] reads: one row of the tape at a step, the pool's deltas, the
@@ -544,8 +549,6 @@ struct RowIn<'a> {
     r_y: &'a [f32],
     r_b0: &'a [f32],
     r_b1: &'a [f32],
-    /// `z = ⌊W_zx x⌋` (else `W_zx x`).
-    rectified_input: bool,
 }
 
 row_copies! {
@@ -553,7 +556,7 @@ row_copies! {
     /// of the state before the step (before the products with the weights are added) and the
     /// step ratios' gradient sums. It runs through the copies [`row_copies`] makes of it, one
     /// per instruction set (see there for why).
-    fn backward_row<const RECTIFIED: bool>(
+    fn backward_row<const RECTIFIED: bool, const RECTIFIED_INPUT: bool>(
         sigma2: f32,
         inputs: &RowIn,
         d_rec: &mut [f32],
@@ -584,13 +587,12 @@ row_copies! {
             r_y,
             r_b0,
             r_b1,
-            rectified_input,
         } = *inputs;
         let n = gy.len();
         cut!(n; y, a, b0, b1, zx, ry, g0, g1, da, du, d_a, r_y, r_b0, r_b1);
         cut_mut!(n; d_rec, d_h0, d_h1, dz, gy, ga, gb0, gb1, acc_ry, acc_ra, acc_rb0, acc_rb1);
         for j in 0..n {
-            let z = if rectified_input { relu(zx[j]) } else { zx[j] };
+            let z = if RECTIFIED_INPUT { relu(zx[j]) } else { zx[j] };
             let rec = if RECTIFIED { relu(ry[j]) } else { ry[j] };
             let a_pos = relu(a[j]);
             let sqrt_a = a_pos.sqrt();
@@ -615,7 +617,7 @@ row_copies! {
             d_rec[j] = dr;
             d_h0[j] = d_g0 * g0[j] * (-g0[j] + 1.0);
             d_h1[j] = d_g1 * g1[j] * (-g1[j] + 1.0);
-            dz[j] = if rectified_input && zx[j] <= 0.0 {
+            dz[j] = if RECTIFIED_INPUT && zx[j] <= 0.0 {
                 0.0
             } else {
                 d_y * b1[j]
@@ -669,7 +671,7 @@ mod tests {
     fn every_copy_of_the_row_step_back_agrees() {
         for n in TEST_ROW_LENGTHS {
             let ins: Vec<Vec<f32>> = (0..14).map(|k| test_row(k, n)).collect();
-            let inputs = |rectified_input| RowIn {
+            let inputs = RowIn {
                 y: &ins[0],
                 a: &ins[1],
                 b0: &ins[2],
@@ -684,7 +686,6 @@ mod tests {
                 r_y: &ins[11],
                 r_b0: &ins[12],
                 r_b1: &ins[13],
-                rectified_input,
             };
             let run = |isa: Isa, rectified: bool, rectified_input: bool| {
                 let mut outs: Vec<Vec<f32>> = (0..12).map(|k| test_row(20 + k, n)).collect();
@@ -695,8 +696,9 @@ mod tests {
                 row_back(
                     isa,
                     rectified,
+                    rectified_input,
                     0.02,
-                    &inputs(rectified_input),
+                    &inputs,
                     d_rec,
                     d_h0,
                     d_h1,

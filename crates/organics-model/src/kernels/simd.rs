@@ -192,36 +192,36 @@ pub(crate) fn bits(rows: &[Vec<f32>]) -> Vec<Vec<u32>> {
 macro_rules! row_copies {
     (
         $(#[$meta:meta])*
-        fn $body:ident $(<const $c:ident: $ct:ty>)? ($($arg:ident: $ty:ty),* $(,)?) $block:block
+        fn $body:ident $(<$(const $c:ident: $ct:ty),+>)? ($($arg:ident: $ty:ty),* $(,)?) $block:block
         => $avx512:ident, $avx2:ident, $baseline:ident
     ) => {
         $(#[$meta])*
         #[inline(always)]
         #[allow(clippy::too_many_arguments)]
-        fn $body $(<const $c: $ct>)? ($($arg: $ty),*) $block
+        fn $body $(<$(const $c: $ct),+>)? ($($arg: $ty),*) $block
 
         $crate::kernels::simd::row_copies!(
-            @one $body $(<$c: $ct>)? ($($arg: $ty),*) $baseline
+            @one $body $(<$($c: $ct),+>)? ($($arg: $ty),*) $baseline
         );
         #[cfg(target_arch = "x86_64")]
         $crate::kernels::simd::row_copies!(
-            @one $body $(<$c: $ct>)? ($($arg: $ty),*) $avx2, "avx2,fma"
+            @one $body $(<$($c: $ct),+>)? ($($arg: $ty),*) $avx2, "avx2,fma"
         );
         #[cfg(target_arch = "x86_64")]
         $crate::kernels::simd::row_copies!(
-            @one $body $(<$c: $ct>)? ($($arg: $ty),*) $avx512,
+            @one $body $(<$($c: $ct),+>)? ($($arg: $ty),*) $avx512,
             "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"
         );
     };
     (
-        @one $body:ident $(<$c:ident: $ct:ty>)? ($($arg:ident: $ty:ty),*)
+        @one $body:ident $(<$($c:ident: $ct:ty),+>)? ($($arg:ident: $ty:ty),*)
         $name:ident $(, $features:literal)?
     ) => {
         $(#[target_feature(enable = $features)])?
         #[inline(never)]
         #[allow(clippy::too_many_arguments)]
-        fn $name $(<const $c: $ct>)? ($($arg: $ty),*) {
-            $body $(::<$c>)? ($($arg),*)
+        fn $name $(<$(const $c: $ct),+>)? ($($arg: $ty),*) {
+            $body $(::<$($c),+>)? ($($arg),*)
         }
     };
 }

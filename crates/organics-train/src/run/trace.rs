@@ -18,14 +18,15 @@ use std::path::{Path, PathBuf};
 use burn::data::dataloader::DataLoader;
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
-use organics_data::EpochLoader;
+use organics_data::{EpochLoader, SequenceBatch, SequenceBatcher};
 use serde::Serialize;
 
 use crate::config::TrainConfig;
 use crate::error::TrainError;
+use crate::harness::models::{HarnessModel, SeqOrganics};
 use crate::options::{ModelKind, Task};
-use crate::run::dispatch::{ModelJob, RunBatcher, RunModel, with_model};
-use crate::run::train::{load_data, read_config, seq_config};
+use crate::run::dispatch::seq_organics;
+use crate::run::train::{load_data, read_config, seeded_init, seq_config};
 
 /// Largest number of steps a trace records (each step's batch is written out).
 pub const MAX_TRACE_STEPS: usize = 200;
@@ -175,22 +176,17 @@ pub fn trace_config(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_err(path)(e)),
         _ => {}
     }
-    let device = config.backend.device()?;
-    let ad = device.clone().autodiff();
-    let order = data.order.clone();
+    let ad = config.backend.device()?.autodiff();
     let cell = seq_config(config).cell;
-    let recorded = with_model(
+    // The model and batcher `train` builds for this configuration (`with_model`'s).
+    let model = seeded_init(&ad, config.seed, || seq_organics(config, &ad));
+    let batcher = SequenceBatcher { order: data.order };
+    let recorded = record_steps(
         config,
-        &ad,
-        config.seed,
-        order,
-        Steps {
-            config,
-            data: data.train,
-            steps,
-            device: &ad,
-            inputs: &out.join(INPUTS),
-        },
+        model,
+        EpochLoader::new(data.train, batcher, config.batch_size, ad.clone()),
+        steps,
+        &out.join(INPUTS),
     )?;
     let trace = Trace {
         config: config.clone(),
@@ -224,87 +220,65 @@ struct Recorded {
     last: Vec<NamedParam>,
 }
 
-/// The training steps of a trace: the [`ModelJob`] of [`trace_config`].
-struct Steps<'a> {
-    config: &'a TrainConfig,
-    data: organics_data::ImageSet,
+/// Trains `model` for `steps` steps of epoch 1 of `loader` (shuffled as `train` shuffles
+/// it) with the run's optimizer, writing each batch's inputs to `inputs`.
+fn record_steps(
+    config: &TrainConfig,
+    mut model: SeqOrganics,
+    loader: EpochLoader<SequenceBatcher>,
     steps: usize,
-    device: &'a Device,
-    inputs: &'a Path,
-}
-
-impl ModelJob for Steps<'_> {
-    type Output = Result<Recorded, TrainError>;
-
-    fn run<M: RunModel, Bt: RunBatcher<M>>(self, model: M, batcher: Bt) -> Self::Output {
-        let write_err = |e: std::io::Error| TrainError::File {
-            path: self.inputs.to_path_buf(),
-            message: e.to_string(),
-        };
-        let mut file =
-            std::io::BufWriter::new(std::fs::File::create(self.inputs).map_err(write_err)?);
-        // Epoch 1's batches, in the order `train` draws them (the same loader and seed).
-        let loader = EpochLoader::new(
-            self.data,
-            batcher,
-            self.config.batch_size,
-            self.device.clone(),
-        )
-        .shuffled(self.config.seed);
-        let mut optim = crate::run::optimizer::optimizer(self.config);
-        let initial = named_params(&model)?;
-        let mut model = model;
-        let (mut labels, mut losses, mut seq) = (Vec::new(), Vec::new(), 0);
-        for batch in DataLoader::iter(&loader).take(self.steps) {
-            let batch = batch.map_err(|e| TrainError::Training(format!("reading a batch: {e}")))?;
-            let (inputs, targets) = sequence_parts(&batch)?;
-            let [_, s, _] = inputs.dims();
-            seq = s;
-            let values = inputs
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| TrainError::Training(format!("batch inputs: {e:?}")))?;
-            for v in values {
-                file.write_all(&v.to_le_bytes()).map_err(write_err)?;
-            }
-            labels.push(
-                targets
-                    .into_data()
-                    .convert::<i64>()
-                    .try_into_vec::<i64>()
-                    .map_err(|e| TrainError::Training(format!("batch labels: {e:?}")))?,
-            );
-            let (output, grads) = model.loss_and_grads(batch);
-            let loss = output
-                .loss
-                .into_data()
-                .convert::<f64>()
-                .try_into_vec::<f64>()
-                .map_err(|e| TrainError::Training(format!("loss: {e:?}")))?;
-            losses.push(loss.first().copied().unwrap_or(f64::NAN));
-            model = optim.step(self.config.lr(), model, grads);
+    inputs: &Path,
+) -> Result<Recorded, TrainError> {
+    let write_err = |e: std::io::Error| TrainError::File {
+        path: inputs.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut file = std::io::BufWriter::new(std::fs::File::create(inputs).map_err(write_err)?);
+    let loader = loader.shuffled(config.seed);
+    let mut optim = crate::run::optimizer::optimizer(config);
+    let initial = named_params(&model)?;
+    let (mut labels, mut losses, mut seq) = (Vec::new(), Vec::new(), 0);
+    for batch in DataLoader::<SequenceBatch>::iter(&loader).take(steps) {
+        let batch = batch.map_err(|e| TrainError::Training(format!("reading a batch: {e}")))?;
+        let [_, s, _] = batch.inputs.dims();
+        seq = s;
+        let values = batch
+            .inputs
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| TrainError::Training(format!("batch inputs: {e:?}")))?;
+        for v in values {
+            file.write_all(&v.to_le_bytes()).map_err(write_err)?;
         }
-        file.flush().map_err(write_err)?;
-        Ok(Recorded {
-            seq,
-            labels,
-            losses,
-            initial,
-            last: named_params(&model)?,
-        })
+        labels.push(
+            batch
+                .targets
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| TrainError::Training(format!("batch labels: {e:?}")))?,
+        );
+        let (output, grads) = model.loss_and_grads(batch);
+        let loss = output
+            .loss
+            .into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .map_err(|e| TrainError::Training(format!("loss: {e:?}")))?;
+        losses.push(loss.first().copied().unwrap_or(f64::NAN));
+        model = optim.step(config.lr(), model, grads);
     }
-}
-
-/// The inputs `[batch, seq, 1]` and labels of a sequence batch (the only batches a trace
-/// takes: [`trace_config`] checks the task).
-fn sequence_parts<B: std::any::Any>(batch: &B) -> Result<(Tensor<3>, Tensor<1, Int>), TrainError> {
-    match (batch as &dyn std::any::Any).downcast_ref::<organics_data::SequenceBatch>() {
-        Some(b) => Ok((b.inputs.clone(), b.targets.clone())),
-        None => Err(TrainError::Invalid(
-            "trace records sequence batches only".into(),
-        )),
-    }
+    file.flush().map_err(write_err)?;
+    Ok(Recorded {
+        seq,
+        labels,
+        losses,
+        initial,
+        last: named_params(&model)?,
+    })
 }
 
 #[cfg(test)]
