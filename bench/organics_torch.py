@@ -56,6 +56,7 @@ class SequenceOrganics(nn.Module):
     """Rectified ORGaNICs unrolled by explicit Euler, one input vector per time step:
 
         z   = relu(W_zx x)        (W_zx x with rectified_input=False)
+        (with rectified=False, the main model: W_r y for relu(W_r y), y^2 for relu(y)^2)
         b0' = b0 + r_b0 (sigmoid(W_b0x x + W_b0y y + W_b0a a) - b0)
         b1' = b1 + r_b1 (sigmoid(W_b1x x + W_b1y y + W_b1a a) - b1)
         y'  = y + r_y (-y + b1 z + (1 - sqrt(relu a)) relu(W_r y))
@@ -71,13 +72,15 @@ class SequenceOrganics(nn.Module):
     """
 
     def __init__(self, n_in: int = 1, n: int = 128, classes: int = 10, layout: str = "ref",
-                 rectified_input: bool = True):
+                 rectified_input: bool = True, rectified: bool = True):
         super().__init__()
         if layout not in ("ref", "fused"):
             raise ValueError(f"layout must be ref or fused, not {layout!r}")
         self.n, self.layout = n, layout
         # False: z = W_zx x without rectification (organics' --linear-input-drive).
         self.rectified_input = rectified_input
+        # False: the main model (organics' --main-model), the authors' rnnCell_unrectified.
+        self.rectified = rectified
         w_zx = kaiming_a5(n, n_in)
         self.w_zx = nn.Parameter(w_zx / torch.linalg.matrix_norm(w_zx, ord=2))
         self.w_r = nn.Parameter(nn.init.orthogonal_(torch.empty(n, n)))
@@ -98,6 +101,10 @@ class SequenceOrganics(nn.Module):
         self.register_buffer("a0", torch.rand(n))
         self.register_buffer("b0_0", torch.ones(n))
         self.register_buffer("b1_0", torch.rand(n))
+
+    def rect(self, v: torch.Tensor) -> torch.Tensor:
+        """The rectification of the circuit: relu in the rectified model, none in the main."""
+        return F.relu(v) if self.rectified else v
 
     def step_ratios(self):
         return (R_MAX_Y * torch.sigmoid(self.theta_y), R_MAX_A * torch.sigmoid(self.theta_a),
@@ -120,8 +127,8 @@ class SequenceOrganics(nn.Module):
                 g1 = torch.sigmoid(F.linear(x_t, self.w_b1x) + F.linear(y, self.w_b1y)
                                    + F.linear(a, self.w_b1a))
                 ra = F.relu(a)
-                y_next = y + r_y * (-y + b1 * z + (1 - torch.sqrt(ra)) * F.relu(F.linear(y, self.w_r)))
-                a_next = a + r_a * (-a + sigma2 * b0 ** 2 + F.linear(F.relu(y) ** 2 * ra, w))
+                y_next = y + r_y * (-y + b1 * z + (1 - torch.sqrt(ra)) * self.rect(F.linear(y, self.w_r)))
+                a_next = a + r_a * (-a + sigma2 * b0 ** 2 + F.linear(self.rect(y) ** 2 * ra, w))
                 b0 = b0 + r_b0 * (g0 - b0)
                 b1 = b1 + r_b1 * (g1 - b1)
                 y, a = y_next, a_next
@@ -139,8 +146,8 @@ class SequenceOrganics(nn.Module):
                 a_b0, a_b1 = (a @ w_a).split(n, dim=1)
                 ra = F.relu(a)
                 z = F.relu(x_z) if self.rectified_input else x_z
-                y_next = y + r_y * (-y + b1 * z + (1 - torch.sqrt(ra)) * F.relu(y_r))
-                a_next = a + r_a * (-a + sigma2 * b0 ** 2 + (F.relu(y) ** 2 * ra) @ w_t)
+                y_next = y + r_y * (-y + b1 * z + (1 - torch.sqrt(ra)) * self.rect(y_r))
+                a_next = a + r_a * (-a + sigma2 * b0 ** 2 + (self.rect(y) ** 2 * ra) @ w_t)
                 b0 = b0 + r_b0 * (torch.sigmoid(x_b0 + y_b0 + a_b0) - b0)
                 b1 = b1 + r_b1 * (torch.sigmoid(x_b1 + y_b1 + a_b1) - b1)
                 y, a = y_next, a_next

@@ -67,7 +67,8 @@ def model_from(trace, dtype):
     initial = {p["name"]: p for p in trace["initial"]}
     n = initial["inner.rnn.cell.w_r"]["shape"][0]
     model = ot.SequenceOrganics(1, n, layout="fused",
-                                rectified_input=trace["config"].get("rectified_input", True))
+                                rectified_input=trace["config"].get("rectified_input", True),
+                                rectified=trace["config"].get("rectified", True))
     unknown = set(initial) - set(NAMES)
     if unknown:
         sys.exit(f"parameters this check does not know: {sorted(unknown)}")

@@ -295,6 +295,11 @@ struct TrainArgs {
     /// the authors' code has it, instead of the model's ⌊W_zx x⌋ (docs/MODEL.md section 11).
     #[arg(long)]
     linear_input_drive: bool,
+    /// Sequence ORGaNICs: the paper's main model (W_r y and y² in place of ⌊W_r y⌋ and
+    /// ⌊y⌋²), the authors' rnnCell_unrectified, instead of the rectified model
+    /// (docs/MODEL.md section 11).
+    #[arg(long)]
+    main_model: bool,
     /// Seed of initialisation, split and shuffling.
     #[arg(long, default_value_t = defaults().seed)]
     seed: u64,
@@ -440,6 +445,7 @@ fn train_config(a: &TrainArgs) -> TrainConfig {
         .with_learn_recurrence(a.learned_recurrence)
         .with_linear_gate(a.linear_gate)
         .with_rectified_input(!a.linear_input_drive)
+        .with_rectified(!a.main_model)
         .with_seed(a.seed)
         .with_permutation_seed(a.permutation_seed)
         .with_valid_size(a.valid_size)

@@ -43,6 +43,12 @@ pub struct TrainConfig {
     /// whose input weight is negative still receives the (non-negative) pixels.
     #[config(default = true)]
     pub rectified_input: bool,
+    /// The sequence cell's circuit: the rectified model (the default, docs/MODEL.md §2 and
+    /// §6) or, with `false`, the main model, `W_r y` and `y²` in place of `⌊W_r y⌋` and
+    /// `⌊y⌋²`: the model of the authors' `rnnCell_unrectified`, which their final 64-unit
+    /// psMNIST job scripts also trained (docs/MODEL.md §11), kept to measure the difference.
+    #[config(default = true)]
+    pub rectified: bool,
     /// Epochs. Default: 10.
     #[config(default = 10)]
     pub epochs: usize,
@@ -184,6 +190,13 @@ impl TrainConfig {
             return bad(
                 "--linear-input-drive changes the sequence ORGaNICs cell: it needs --task \
                  smnist or psmnist and --model organics"
+                    .into(),
+            );
+        }
+        if !self.rectified && !sequence_organics {
+            return bad(
+                "--main-model changes the sequence ORGaNICs cell: it needs --task smnist or \
+                 psmnist and --model organics"
                     .into(),
             );
         }
@@ -475,12 +488,28 @@ mod tests {
             linear.with_model(ModelKind::Lstm).validate(),
             Err(TrainError::Invalid(_))
         ));
+        // So is the main model's circuit.
+        let main = TrainConfig::new().with_rectified(false);
+        assert!(matches!(main.validate(), Err(TrainError::Invalid(_))));
+        let main = main.with_task(Task::Smnist);
+        assert!(main.validate().is_ok());
+        let cell = crate::run::train::seq_config(&main).cell;
+        assert!(!cell.rectified && cell.rectified_input);
+        assert!(
+            crate::run::train::seq_config(&TrainConfig::new())
+                .cell
+                .rectified
+        );
+        assert!(matches!(
+            main.with_model(ModelKind::Lstm).validate(),
+            Err(TrainError::Invalid(_))
+        ));
         // A config saved before the setting existed reads as the circuit's gate.
         let mut old = serde_json::to_value(TrainConfig::new().with_seed(7)).expect("json");
         old.as_object_mut().expect("object").remove("linear_gate");
-        old.as_object_mut()
-            .expect("object")
-            .remove("rectified_input");
+        for key in ["rectified_input", "rectified"] {
+            old.as_object_mut().expect("object").remove(key);
+        }
         let read = TrainConfig::from_json(&old.to_string()).expect("an older config.json");
         assert_eq!(read, TrainConfig::new().with_seed(7));
         assert!(TrainConfig::from_json("[1, 2]").is_err());

@@ -323,6 +323,9 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
             if !config.rectified_input {
                 d.push_str(", input drive W_zx x (not rectified)");
             }
+            if !config.rectified {
+                d.push_str(", main model (W_r y and y², not rectified)");
+            }
             if config.task.is_sequential()
                 && [config.r_max_y, config.r_max_a, config.r_max_b]
                     .iter()

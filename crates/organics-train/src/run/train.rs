@@ -295,7 +295,8 @@ pub fn train(config: &TrainConfig, opts: &RunOptions) -> Result<RunResults, Trai
 pub fn seq_config(config: &TrainConfig) -> SeqClassifierConfig {
     let mut cell = OrganicsCellConfig::new(1, config.hidden_units())
         .with_learn_time_constants(config.learn_time_constants)
-        .with_rectified_input(config.rectified_input);
+        .with_rectified_input(config.rectified_input)
+        .with_rectified(config.rectified);
     // Unset step ratios keep the cell's defaults (the paper's), which live there only.
     if let Some(r) = config.r_max_y {
         cell = cell.with_r_max_y(r);
