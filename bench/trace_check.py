@@ -16,6 +16,11 @@ check fails (exit status 1) when the first step's loss (same parameters, same ba
 forward pass alone) differs from the reference by more than 1e-5 relative, or when
 organics' losses or final parameters are further from the reference than three times
 PyTorch's own float32 error (plus a floor for noise, FLOOR_* below).
+
+With --f32-adam organics the float32 run steps with `OrganicsAdam` below, Adam's update in
+the order and float32 roundings of organics' optimizer, instead of torch.optim.Adam (the
+float64 reference keeps torch.optim.Adam): it shows how far the same float32 model moves
+from the reference when only the rounding of the optimizer's arithmetic changes.
 """
 import argparse
 import json
@@ -96,12 +101,52 @@ def getattr_path(obj, path):
     return obj
 
 
-def run(trace, inputs, dtype):
+class OrganicsAdam:
+    """Adam as organics' optimizer computes it (crates/organics-model/src/kernels/adam.rs,
+    Burn's formulation), every scalar a float32: g' = p wd + g, m = b1 m + (1 - b1) g',
+    v = b2 v + (1 - b2) g'^2, p -= ((m c) / (sqrt(v) + eps sqrt(1 - b2^t))) lr with
+    c = sqrt(1 - b2^t) / (1 - b1^t). torch.optim.Adam computes the same update as
+    (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps), its scalars in float64."""
+
+    def __init__(self, params, lr, weight_decay, eps):
+        f = np.float32
+        self.params = list(params)
+        self.lr, self.wd, self.eps = f(lr), f(weight_decay), f(eps)
+        self.m = [None] * len(self.params)
+        self.v = [None] * len(self.params)
+        self.t = 0
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        f = np.float32
+        self.t += 1
+        b1, b2 = f(0.9), f(0.999)
+        bc2_sqrt = np.sqrt(f(1) - b2 ** self.t, dtype=f)
+        c = float(f(bc2_sqrt / (f(1) - b1 ** self.t)))
+        eps, lr = float(f(self.eps * bc2_sqrt)), float(self.lr)
+        k1, k2 = float(f(1) - b1), float(f(1) - b2)
+        for i, p in enumerate(self.params):
+            g = p * float(self.wd) + p.grad
+            if self.t == 1:
+                m, v = g * k1, g * g * k2
+            else:
+                m = self.m[i] * float(b1) + g * k1
+                v = self.v[i] * float(b2) + g * g * k2
+            self.m[i], self.v[i] = m, v
+            p -= (m * c) / (v.sqrt() + eps) * lr
+
+
+def run(trace, inputs, dtype, adam="torch"):
     """Loss of every step and the parameters after the last, in PyTorch at `dtype`."""
     model = model_from(trace, dtype)
     config = trace["config"]
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=trace["lr"],
-                           weight_decay=config["weight_decay"], eps=config["adam_epsilon"])
+    optimizer = OrganicsAdam if adam == "organics" else torch.optim.Adam
+    opt = optimizer([p for p in model.parameters() if p.requires_grad], lr=trace["lr"],
+                    weight_decay=config["weight_decay"], eps=config["adam_epsilon"])
     losses = []
     for step in range(trace["steps"]):
         x = torch.from_numpy(inputs[step]).to(dtype)
@@ -118,16 +163,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trace_dir")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--f32-adam", choices=["torch", "organics"], default="torch",
+                        help="the float32 run's optimizer (the float64 reference's is torch's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     trace, inputs = load(args.trace_dir)
     config = trace["config"]
     if config.get("optimizer", "adam") != "adam" or config.get("clip") is not None:
         sys.exit("the check repeats Adam without clipping, as the ORGaNICs runs train")
-    print(f"{trace['steps']} steps, batch {trace['batch']}, lr {trace['lr']}, weight decay "
+    print(f"{trace['steps']} steps ({trace.get('gradients', 'fused')} gradients), batch {trace['batch']}, lr {trace['lr']}, weight decay "
           f"{config['weight_decay']}, Adam eps {config['adam_epsilon']}, r_max {trace['r_max']}")
     ours = np.array(trace["losses"])
-    l32, p32 = run(trace, inputs, torch.float32)
+    if args.f32_adam != "torch":
+        print(f"PyTorch float32 steps with {args.f32_adam}' Adam arithmetic")
+    l32, p32 = run(trace, inputs, torch.float32, args.f32_adam)
     l64, p64 = run(trace, inputs, torch.float64)
 
     print(f"{'step':>4} {'organics':>12} {'PyTorch f32':>12} {'PyTorch f64':>12} "

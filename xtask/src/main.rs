@@ -49,6 +49,10 @@ enum Command {
         /// Folder with the MNIST files [default: as for train].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// How the steps compute their gradients: fused, tensor or autodiff [default: as
+        /// train does].
+        #[arg(long, value_parser = parse::<GradientPath>)]
+        gradients: Option<GradientPath>,
     },
     /// Stability experiments on random circuits; prints a table and writes JSON.
     #[command(subcommand)]
@@ -521,15 +525,18 @@ fn run(cli: Cli) -> Result<(), TrainError> {
             steps,
             out,
             data_dir,
+            gradients,
         } => {
-            let t = organics_train::run::trace::trace(&artifact_dir, steps, &out, data_dir)?;
+            let t =
+                organics_train::run::trace::trace(&artifact_dir, steps, &out, data_dir, gradients)?;
             let first = t.losses.first().copied().unwrap_or(f64::NAN);
             let last = t.losses.last().copied().unwrap_or(f64::NAN);
             println!(
-                "{} steps of {} recorded in {}: loss {first:.6} at the first, {last:.6} at the last",
+                "{} steps of {} recorded in {} ({} gradients): loss {first:.6} at the first, {last:.6} at the last",
                 t.steps,
                 artifact_dir.display(),
-                out.display()
+                out.display(),
+                t.gradients
             );
         }
         Command::Bench(a) => {

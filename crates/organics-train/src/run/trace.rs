@@ -3,7 +3,8 @@
 //!
 //! From a run's `config.json` it builds the model exactly as `train` does (same seed, same
 //! initialisation), takes the first batches of epoch 1 in the order `train` would see them,
-//! and runs the training step of `train` (the same gradient path and optimizer) on them. It
+//! and runs the training step of `train` (the same optimizer and, unless another is asked
+//! for, the same gradient path) on them. It
 //! writes the starting parameters (every float parameter of the module, by its path, trained
 //! or not), the loss of every step, the parameters after the last step, and the batches'
 //! inputs and labels. `bench/trace_check.py` loads the starting parameters into the
@@ -24,7 +25,7 @@ use serde::Serialize;
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::harness::models::{HarnessModel, SeqOrganics};
-use crate::options::{ModelKind, Task};
+use crate::options::{GradientPath, ModelKind, Task};
 use crate::run::dispatch::seq_organics;
 use crate::run::train::{load_data, read_config, seeded_init, seq_config};
 
@@ -49,6 +50,8 @@ pub struct NamedParam {
 pub struct Trace {
     /// The run's settings, as `train` took them.
     pub config: TrainConfig,
+    /// How the steps computed their gradients.
+    pub gradients: GradientPath,
     /// The cell's largest step ratios `r_max` for `y`, `a`, and `b0`/`b1` (the run's or the
     /// model's defaults).
     pub r_max: [f64; 3],
@@ -113,7 +116,8 @@ pub fn named_params<M: Module>(module: &M) -> Result<Vec<NamedParam>, TrainError
     }
 }
 
-/// Records the first `steps` training steps of the run in `run_dir` into `out`.
+/// Records the first `steps` training steps of the run in `run_dir` into `out`, with the
+/// gradients of `gradients` (`None`: the path `train` takes).
 ///
 /// # Errors
 /// [`TrainError::Invalid`] for a run that is not a sequence ORGaNICs run or a step count
@@ -124,9 +128,10 @@ pub fn trace(
     steps: usize,
     out: &Path,
     data_dir: Option<PathBuf>,
+    gradients: Option<GradientPath>,
 ) -> Result<Trace, TrainError> {
     let config = read_config(run_dir)?;
-    trace_config(&config, steps, out, data_dir)
+    trace_config(&config, steps, out, data_dir, gradients)
 }
 
 /// [`trace`] for a configuration.
@@ -135,6 +140,7 @@ pub fn trace_config(
     steps: usize,
     out: &Path,
     data_dir: Option<PathBuf>,
+    gradients: Option<GradientPath>,
 ) -> Result<Trace, TrainError> {
     config.validate()?;
     if !matches!(config.task, Task::Smnist | Task::Psmnist) || config.model != ModelKind::Organics {
@@ -180,6 +186,13 @@ pub fn trace_config(
     let cell = seq_config(config).cell;
     // The model and batcher `train` builds for this configuration (`with_model`'s).
     let model = seeded_init(&ad, config.seed, || seq_organics(config, &ad));
+    // Another path computes the same gradients with other roundings: comparing traces of
+    // two paths separates what a kernel rounds from what the model is.
+    let model = match gradients {
+        Some(path) => model.with_gradients(path),
+        None => model,
+    };
+    let path_taken = model.effective_gradients();
     let batcher = SequenceBatcher { order: data.order };
     let recorded = record_steps(
         config,
@@ -190,6 +203,7 @@ pub fn trace_config(
     )?;
     let trace = Trace {
         config: config.clone(),
+        gradients: path_taken,
         r_max: [cell.r_max_y, cell.r_max_a, cell.r_max_b],
         sigma: cell.sigma,
         lr: config.lr(),
@@ -321,7 +335,8 @@ mod tests {
         };
         train(&config, &opts).expect("training runs");
         let out = tempfile::tempdir().expect("tmp");
-        let t = trace(run.path(), 2, out.path(), Some(data())).expect("trace");
+        let t = trace(run.path(), 2, out.path(), Some(data()), None).expect("trace");
+        assert_eq!(t.gradients, GradientPath::Fused);
 
         assert_eq!(t.losses.len(), 2);
         assert!(t.losses.iter().all(|l| l.is_finite() && *l > 0.0));
@@ -364,12 +379,29 @@ mod tests {
 
         // The same again from the configuration alone.
         let again = tempfile::tempdir().expect("tmp");
-        let t2 = trace_config(&config, 2, again.path(), Some(data())).expect("trace");
-        assert_eq!((t2.losses, t2.initial), (t.losses, t.initial));
+        let t2 = trace_config(&config, 2, again.path(), Some(data()), None).expect("trace");
+        assert_eq!((&t2.losses, &t2.initial), (&t.losses, &t.initial));
+
+        // Through autodiff: the same start and batches, the same steps to rounding.
+        let autodiff = Some(GradientPath::Autodiff);
+        let t3 = trace_config(&config, 2, again.path(), Some(data()), autodiff).expect("trace");
+        assert_eq!(t3.gradients, GradientPath::Autodiff);
+        assert_eq!(t3.initial, t.initial);
+        for (a, b) in t3.losses.iter().zip(&t.losses) {
+            assert!((a - b).abs() <= 1e-5 * b.abs(), "loss {a} against {b}");
+        }
+        for (a, b) in t3.last.iter().zip(&t.last) {
+            let close = a
+                .values
+                .iter()
+                .zip(&b.values)
+                .all(|(x, y)| (x - y).abs() <= 1e-4);
+            assert!(close, "{} after two steps", a.name);
+        }
 
         // A refused trace into a folder with an earlier one touches nothing.
         let failing = config.clone().with_train_limit(Some(8));
-        assert!(trace_config(&failing, 2, out.path(), Some(data())).is_err());
+        assert!(trace_config(&failing, 2, out.path(), Some(data()), None).is_err());
         assert!(out.path().join(TRACE).is_file());
         assert!(!out.path().join(format!("{TRACE}.partial")).exists());
     }
@@ -379,7 +411,7 @@ mod tests {
         let out = tempfile::tempdir().expect("tmp");
         let invalid = |config: &TrainConfig, steps| {
             matches!(
-                trace_config(config, steps, out.path(), Some(data())),
+                trace_config(config, steps, out.path(), Some(data()), None),
                 Err(TrainError::Invalid(_))
             )
         };
@@ -396,7 +428,7 @@ mod tests {
         assert!(std::fs::read_dir(out.path()).expect("dir").next().is_none());
         let missing = tempfile::tempdir().expect("tmp");
         assert!(matches!(
-            trace(missing.path(), 1, out.path(), Some(data())),
+            trace(missing.path(), 1, out.path(), Some(data()), None),
             Err(TrainError::File { .. })
         ));
     }
