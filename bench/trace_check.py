@@ -17,10 +17,11 @@ forward pass alone) differs from the reference by more than 1e-5 relative, or wh
 organics' losses or final parameters are further from the reference than three times
 PyTorch's own float32 error (plus a floor for noise, FLOOR_* below).
 
-With --f32-adam organics the float32 run steps with `OrganicsAdam` below, Adam's update in
-the order and float32 roundings of organics' optimizer, instead of torch.optim.Adam (the
-float64 reference keeps torch.optim.Adam): it shows how far the same float32 model moves
-from the reference when only the rounding of the optimizer's arithmetic changes.
+With --f32-adam burn the float32 run steps with `BurnAdam` below, Adam's update as Burn's
+`Adam` evaluates it (its scalars in float32), instead of torch.optim.Adam (the float64
+reference keeps torch.optim.Adam): it shows how far the same float32 model moves from the
+reference when only the optimizer's arithmetic changes. organics' own optimizer evaluates
+torch.optim.Adam's expressions.
 """
 import argparse
 import json
@@ -101,12 +102,26 @@ def getattr_path(obj, path):
     return obj
 
 
-class OrganicsAdam:
-    """Adam as organics' optimizer computes it (crates/organics-model/src/kernels/adam.rs,
-    Burn's formulation), every scalar a float32: g' = p wd + g, m = b1 m + (1 - b1) g',
-    v = b2 v + (1 - b2) g'^2, p -= ((m c) / (sqrt(v) + eps sqrt(1 - b2^t))) lr with
-    c = sqrt(1 - b2^t) / (1 - b1^t). torch.optim.Adam computes the same update as
-    (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps), its scalars in float64."""
+def powi_f32(a, n):
+    """a**n for n >= 0 as Rust's f32::powi computes it (compiler-rt's __powisf2: repeated
+    squaring, every product rounded to float32)."""
+    a, r = np.float32(a), np.float32(1)
+    while True:
+        if n & 1:
+            r = np.float32(r * a)
+        n >>= 1
+        if n == 0:
+            return r
+        a = np.float32(a * a)
+
+
+class BurnAdam:
+    """Adam as Burn's `Adam` computes it, every scalar a float32: g' = p wd + g,
+    m = b1 m + (1 - b1) g', v = b2 v + (1 - b2) g'^2,
+    p -= ((m c) / (sqrt(v) + eps sqrt(1 - b2^t))) lr with c = sqrt(1 - b2^t) / (1 - b1^t),
+    the powers by powi_f32. torch.optim.Adam computes the
+    same update as (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps), its scalars in
+    float64."""
 
     def __init__(self, params, lr, weight_decay, eps):
         f = np.float32
@@ -125,8 +140,8 @@ class OrganicsAdam:
         f = np.float32
         self.t += 1
         b1, b2 = f(0.9), f(0.999)
-        bc2_sqrt = np.sqrt(f(1) - b2 ** self.t, dtype=f)
-        c = float(f(bc2_sqrt / (f(1) - b1 ** self.t)))
+        bc2_sqrt = np.sqrt(f(1) - powi_f32(b2, self.t), dtype=f)
+        c = float(f(bc2_sqrt / (f(1) - powi_f32(b1, self.t))))
         eps, lr = float(f(self.eps * bc2_sqrt)), float(self.lr)
         k1, k2 = float(f(1) - b1), float(f(1) - b2)
         for i, p in enumerate(self.params):
@@ -144,7 +159,7 @@ def run(trace, inputs, dtype, adam="torch"):
     """Loss of every step and the parameters after the last, in PyTorch at `dtype`."""
     model = model_from(trace, dtype)
     config = trace["config"]
-    optimizer = OrganicsAdam if adam == "organics" else torch.optim.Adam
+    optimizer = BurnAdam if adam == "burn" else torch.optim.Adam
     opt = optimizer([p for p in model.parameters() if p.requires_grad], lr=trace["lr"],
                     weight_decay=config["weight_decay"], eps=config["adam_epsilon"])
     losses = []
@@ -163,7 +178,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trace_dir")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--f32-adam", choices=["torch", "organics"], default="torch",
+    parser.add_argument("--f32-adam", choices=["torch", "burn"], default="torch",
                         help="the float32 run's optimizer (the float64 reference's is torch's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -175,7 +190,7 @@ def main():
           f"{config['weight_decay']}, Adam eps {config['adam_epsilon']}, r_max {trace['r_max']}")
     ours = np.array(trace["losses"])
     if args.f32_adam != "torch":
-        print(f"PyTorch float32 steps with {args.f32_adam}' Adam arithmetic")
+        print(f"PyTorch float32 steps with {args.f32_adam.capitalize()}'s Adam arithmetic")
     l32, p32 = run(trace, inputs, torch.float32, args.f32_adam)
     l64, p64 = run(trace, inputs, torch.float64)
 

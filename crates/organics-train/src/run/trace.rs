@@ -4,10 +4,9 @@
 //! From a run's `config.json` it builds the model exactly as `train` does (same seed, same
 //! initialisation), takes the first batches of epoch 1 in the order `train` would see them,
 //! and runs the training step of `train` (the same optimizer and, unless another is asked
-//! for, the same gradient path) on them. It
-//! writes the starting parameters (every float parameter of the module, by its path, trained
-//! or not), the loss of every step, the parameters after the last step, and the batches'
-//! inputs and labels. `bench/trace_check.py` loads the starting parameters into the
+//! for, the same gradient path) on them. It writes the starting parameters (every float
+//! parameter of the module, by its path, trained or not), the loss of every step, the
+//! parameters after the last step, and the batches' inputs and labels. `bench/trace_check.py` loads the starting parameters into the
 //! repository's PyTorch model, repeats the steps with PyTorch's Adam and compares.
 //!
 //! Files in the output folder: `trace.json` (settings, labels, losses, parameters) and
@@ -382,22 +381,20 @@ mod tests {
         let t2 = trace_config(&config, 2, again.path(), Some(data()), None).expect("trace");
         assert_eq!((&t2.losses, &t2.initial), (&t.losses, &t.initial));
 
-        // Through autodiff: the same start and batches, the same steps to rounding.
+        // Through autodiff: the same start and batches, the same losses to rounding. (Not
+        // the same weights to a tight bound: Adam's first steps move a weight by about
+        // ±lr whatever its gradient's size, so a gradient at rounding level can step either
+        // way on the two paths.)
         let autodiff = Some(GradientPath::Autodiff);
         let t3 = trace_config(&config, 2, again.path(), Some(data()), autodiff).expect("trace");
         assert_eq!(t3.gradients, GradientPath::Autodiff);
         assert_eq!(t3.initial, t.initial);
+        assert_eq!(t3.losses.len(), t.losses.len());
         for (a, b) in t3.losses.iter().zip(&t.losses) {
             assert!((a - b).abs() <= 1e-5 * b.abs(), "loss {a} against {b}");
         }
-        for (a, b) in t3.last.iter().zip(&t.last) {
-            let close = a
-                .values
-                .iter()
-                .zip(&b.values)
-                .all(|(x, y)| (x - y).abs() <= 1e-4);
-            assert!(close, "{} after two steps", a.name);
-        }
+        let names = |t: &Trace| t.last.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&t3), names(&t));
 
         // A refused trace into a folder with an earlier one touches nothing.
         let failing = config.clone().with_train_limit(Some(8));
