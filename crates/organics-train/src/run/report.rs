@@ -823,6 +823,14 @@ mod tests {
             run_row(dir.path()).expect("row").what,
             "psmnist organics 64, learned τ"
         );
+        // the cell's variants
+        let variant = paper.with_rectified(false).with_rectified_input(false);
+        crate::run::train::write_json(&dir.path().join(files::CONFIG), &variant).expect("config");
+        assert_eq!(
+            run_row(dir.path()).expect("row").what,
+            "psmnist organics 64, learned τ, input drive W_zx x (not rectified), \
+             main model (W_r y and y², not rectified)"
+        );
         // a baseline trained with Adam: its ε too, where it is not the default
         let mlp = TrainConfig::new()
             .with_model(ModelKind::Mlp)
