@@ -185,20 +185,17 @@ impl TrainConfig {
                     .into(),
             );
         }
+        // The settings of the sequence ORGaNICs cell alone, by the flag that sets them.
         let sequence_organics = self.task.is_sequential() && self.model == ModelKind::Organics;
-        if !self.rectified_input && !sequence_organics {
-            return bad(
-                "--linear-input-drive changes the sequence ORGaNICs cell: it needs --task \
-                 smnist or psmnist and --model organics"
-                    .into(),
-            );
-        }
-        if !self.rectified && !sequence_organics {
-            return bad(
-                "--main-model changes the sequence ORGaNICs cell: it needs --task smnist or \
-                 psmnist and --model organics"
-                    .into(),
-            );
+        let cell_only = [
+            (!self.rectified_input, "--linear-input-drive"),
+            (!self.rectified, "--main-model"),
+        ];
+        if let Some((_, flag)) = cell_only.iter().find(|(set, _)| *set && !sequence_organics) {
+            return bad(format!(
+                "{flag} changes the sequence ORGaNICs cell: it needs --task smnist or psmnist \
+                 and --model organics"
+            ));
         }
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());

@@ -6,8 +6,9 @@
 //! and runs the training step of `train` (the same optimizer and, unless another is asked
 //! for, the same gradient path) on them. It writes the starting parameters (every float
 //! parameter of the module, by its path, trained or not), the loss of every step, the
-//! parameters after the last step, and the batches' inputs and labels. `bench/trace_check.py` loads the starting parameters into the
-//! repository's PyTorch model, repeats the steps with PyTorch's Adam and compares.
+//! parameters after the last step, and the batches' inputs and labels.
+//! `bench/trace_check.py` loads the starting parameters into the repository's PyTorch
+//! model, repeats the steps with PyTorch's Adam and compares.
 //!
 //! Files in the output folder: `trace.json` (settings, labels, losses, parameters) and
 //! `inputs.f32` (the batches' inputs, `[steps, batch, seq, 1]` as little-endian `f32`).
