@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Trains (or resumes) the paper's Table 2 runs (with a second psMNIST row on the authors'
 # later settings) and the learned-W_r rows of Table 1, one after another, each in
-# runs/<row>/. A finished row (it has results.json) is skipped, so running
-# this again after any stop, on any machine, continues where the committed checkpoints
-# left off.
+# runs/<row>/. A finished row is skipped (and a diverged one: its results.json says so),
+# so running this again after any stop, on any machine, continues where the committed
+# checkpoints left off.
 #
 #   bash runs/run.sh                 # every row, in order
 #   bash runs/run.sh smnist-organics64 psmnist-organics64   # only these rows
@@ -66,6 +66,11 @@ for row in "${ROWS[@]}"; do
   dir=runs/$name
   if grep -qs '"status": "finished"' "$dir/results.json"; then
     echo "$name: finished"
+    continue
+  fi
+  # Training is deterministic: resuming a diverged run would repeat the same steps.
+  if grep -qs '"status": "diverged"' "$dir/results.json"; then
+    echo "$name: diverged (runs/README.md); not resumed"
     continue
   fi
   # Resume from the checkpoints if there are any; a run stopped before its first epoch

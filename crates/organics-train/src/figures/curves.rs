@@ -136,6 +136,7 @@ mod tests {
             backend: BackendKind::Flex,
             epochs: 3,
             tested_epoch: Some(3),
+            diverged_in_epoch: None,
             resumed_from_epoch: None,
             train_samples: 10,
             params: 1,

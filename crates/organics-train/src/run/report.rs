@@ -104,6 +104,12 @@ pub enum Progress {
     Stopped,
     /// Its `results.json` says finished.
     Finished,
+    /// Its `results.json` says its loss or gradient norm stopped being finite, in this epoch;
+    /// `runs/run.sh` does not resume it (it would repeat the same steps).
+    Diverged {
+        /// The epoch it diverged in.
+        epoch: usize,
+    },
 }
 
 /// The list of rows a runs folder keeps beside the run folders (`runs/rows.txt`, which
@@ -237,10 +243,12 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
         epochs,
         best_valid: crate::harness::patience::best_epoch(&valid)
             .and_then(|e| Some((valid[e - 1]?, e))),
-        progress: if finished.is_some() {
-            Progress::Finished
-        } else {
-            Progress::Training
+        progress: match results.as_ref() {
+            Some(r) if r.status == RunStatus::Finished => Progress::Finished,
+            Some(r) if r.status == RunStatus::Diverged => Progress::Diverged {
+                epoch: r.diverged_in_epoch.unwrap_or(epochs + 1),
+            },
+            _ => Progress::Training,
         },
         test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
         max_grad_norm: crate::run::results::read_run_max(
@@ -564,8 +572,10 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
          `cargo xtask report --out runs/README.md` rewrites this page.\n\n\
          Test accuracy is shown once a run has finished; while it trains, its best validation \
          accuracy so far, and with its wall time the most it may still need: its remaining \
-         epochs at the pace of its newest invocation (early stopping may end it sooner). A row \
-         not started yet shows its epoch limit at the fastest and the slowest pace of the \
+         epochs at the pace of its newest invocation (early stopping may end it sooner). A run \
+         whose loss or gradient norm stopped being finite shows the epoch it diverged in; \
+         `runs/run.sh` does not resume it, as training is deterministic and would repeat the \
+         same steps. A row not started yet shows its epoch limit at the fastest and the slowest pace of the \
          started rows of its kind (same model and size, batch size and backend; sMNIST and \
          psMNIST, learned and fixed time constants alike).\n\n{}{}",
         runs_table(rows),
@@ -606,10 +616,11 @@ pub fn runs_table(rows: &[RunRow]) -> String {
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}%"));
     for r in rows {
         let status = match r.progress {
-            Progress::Finished => "",
-            Progress::Training => " (training)",
-            Progress::Stopped => " (stopped)",
-            Progress::NotStarted => " (not started)",
+            Progress::Finished => String::new(),
+            Progress::Training => " (training)".into(),
+            Progress::Stopped => " (stopped)".into(),
+            Progress::NotStarted => " (not started)".into(),
+            Progress::Diverged { epoch } => format!(" (diverged in epoch {epoch})"),
         };
         let _ = writeln!(
             out,
@@ -659,7 +670,7 @@ fn time_cell(r: &RunRow, rows: &[RunRow]) -> String {
     match (r.progress, &r.wall) {
         (Progress::NotStarted, _) => not_started_time(r, rows),
         (_, None) => "–".into(),
-        (Progress::Finished | Progress::Stopped, Some(w)) => spent(w),
+        (Progress::Finished | Progress::Stopped | Progress::Diverged { .. }, Some(w)) => spent(w),
         (Progress::Training, Some(w)) => {
             let left = r.max_epochs.saturating_sub(r.epochs) as f64 * w.recent_per_epoch;
             format!(

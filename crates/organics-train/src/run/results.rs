@@ -27,6 +27,11 @@ pub enum RunStatus {
     /// stop); its complete epochs are checkpointed, nothing was tested, and `--resume`
     /// continues it.
     Stopped,
+    /// Its loss, gradient norm or validation loss became NaN or infinite (no gradient
+    /// clipping unless `--clip`); its complete epochs are checkpointed and nothing was
+    /// tested. Training is deterministic, so `--resume` repeats the same steps to the same
+    /// point: `runs/run.sh` leaves such a row as it is.
+    Diverged,
 }
 
 /// The contents of `results.json`.
@@ -52,6 +57,9 @@ pub struct RunResults {
     /// the one with the best validation accuracy, otherwise the last.
     #[serde(default)]
     pub tested_epoch: Option<usize>,
+    /// The epoch in which a diverged run's loss or gradient norm stopped being finite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged_in_epoch: Option<usize>,
     /// The checkpoint this invocation resumed from, if any.
     pub resumed_from_epoch: Option<usize>,
     /// Training images.
@@ -62,9 +70,9 @@ pub struct RunResults {
     pub hidden: usize,
     /// Test images.
     pub test_samples: usize,
-    /// Test accuracy (fraction); `None` for a stopped run.
+    /// Test accuracy (fraction); `None` for a stopped or diverged run.
     pub test_accuracy: Option<f64>,
-    /// Test loss; `None` for a stopped run.
+    /// Test loss; `None` for a stopped or diverged run.
     pub test_loss: Option<f64>,
     /// Wall time of this invocation (training, validation, test), seconds.
     pub wall_seconds: f64,

@@ -498,6 +498,18 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         ),
         None => "no epoch was complete, so no checkpoint exists".into(),
     };
+    let outcome = |status, last_epoch, tested_epoch, test| Outcome {
+        status,
+        last_epoch,
+        resumed_from: resume_from,
+        tested_epoch,
+        test,
+        train_samples,
+        params,
+        test_samples: data.test.len(),
+        wall_seconds: start.elapsed().as_secs_f64(),
+        has_probe,
+    };
     if let Some((path, message)) = failure.get() {
         return Err(TrainError::WriteFailed {
             path,
@@ -506,12 +518,26 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         });
     }
     if let Some(point) = divergence.lock().ok().and_then(|d| *d) {
+        // Recorded so that the run's folder says how it ended (the report shows it and
+        // runs/run.sh leaves the row alone: resuming would repeat the same steps).
+        let last = last_complete_epoch(&checkpoints);
+        let mut results = results_of(
+            config,
+            dir,
+            outcome(RunStatus::Diverged, last.unwrap_or(0), None, None),
+        );
+        results.diverged_in_epoch = Some(point.epoch);
+        // The divergence is the error to report; a failed write is added to it.
+        let mut kept = kept(last);
+        if let Err(e) = write_json(&dir.join(files::RESULTS), &results) {
+            kept = format!("{kept} ({e})");
+        }
         return Err(TrainError::NonFinite {
             quantity: point.quantity.into(),
             value: point.value,
             epoch: point.epoch,
             iteration: point.iteration,
-            kept: kept(last_complete_epoch(&checkpoints)),
+            kept,
         });
     }
     if let Some(error) = result.error {
@@ -537,18 +563,6 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
             .and_then(|i| i.reason.clone())
             .unwrap_or_else(|| "stop requested".into())
     });
-    let outcome = |status, last_epoch, tested_epoch, test| Outcome {
-        status,
-        last_epoch,
-        resumed_from: resume_from,
-        tested_epoch,
-        test,
-        train_samples,
-        params,
-        test_samples: data.test.len(),
-        wall_seconds: start.elapsed().as_secs_f64(),
-        has_probe,
-    };
     if let Some(reason) = stopped {
         // The epoch in progress was not checkpointed (Burn checkpoints only complete epochs),
         // so nothing mid-epoch is saved as if it were a result.
@@ -656,6 +670,7 @@ fn results_of(config: &TrainConfig, dir: &Path, o: Outcome) -> RunResults {
         backend: config.backend,
         epochs: last_epoch,
         tested_epoch: o.tested_epoch,
+        diverged_in_epoch: None,
         resumed_from_epoch: o.resumed_from,
         train_samples: o.train_samples,
         params: o.params,

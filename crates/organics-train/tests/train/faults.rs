@@ -30,9 +30,16 @@ fn a_huge_learning_rate_on_the_fused_static_kernel_is_caught() {
         text.contains("epoch") && text.contains("iteration"),
         "{text}"
     );
-    // nothing is presented as a result
+    // nothing is presented as a result; results.json says how the run ended
     assert!(!dir.path().join("model.bpk").exists());
-    assert!(!dir.path().join("results.json").exists());
+    let results: organics_train::RunResults = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("results.json")).expect("results.json"),
+    )
+    .expect("parses");
+    assert_eq!(results.status, RunStatus::Diverged);
+    assert_eq!((results.test_accuracy, results.test_loss), (None, None));
+    let epoch = results.diverged_in_epoch.expect("the epoch it diverged in");
+    assert!(text.contains(&format!("at epoch {epoch},")), "{text}");
     // it says a checkpoint exists only when one does
     match last_complete_epoch(&dir.path().join("checkpoint")) {
         Some(epoch) => assert!(text.contains(&format!("epoch {epoch} is kept")), "{text}"),

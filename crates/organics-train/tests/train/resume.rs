@@ -156,20 +156,21 @@ fn partial_checkpoints_are_ignored_on_resume() {
 
 #[test]
 fn divergence_stops_with_an_error_and_keeps_the_last_checkpoint() {
-    let dir = tempfile::tempdir().expect("tmp");
-    organics_train::train(&mlp().with_epochs(1), &common::opts(dir.path(), false))
+    // The run in a folder of its own, so that the report below sees it alone.
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = root.path().join("row");
+    organics_train::train(&mlp().with_epochs(1), &common::opts(&dir, false))
         .expect("one good epoch");
-    let ck = dir.path().join("checkpoint");
+    let ck = dir.join("checkpoint");
     let before = std::fs::read(ck.join("model-1.bpk")).expect("checkpoint 1");
     // the same run with a learning rate that overflows f32 at once
     let diverging = mlp().with_learning_rate(Some(1e38));
     std::fs::write(
-        dir.path().join("config.json"),
+        dir.join("config.json"),
         serde_json::to_string(&diverging).expect("json"),
     )
     .expect("w");
-    let err =
-        organics_train::train(&diverging, &common::opts(dir.path(), true)).expect_err("diverges");
+    let err = organics_train::train(&diverging, &common::opts(&dir, true)).expect_err("diverges");
     match &err {
         TrainError::NonFinite {
             epoch, iteration, ..
@@ -189,6 +190,22 @@ fn divergence_stops_with_an_error_and_keeps_the_last_checkpoint() {
         Some(1),
         "the diverged epoch must not be checkpointed"
     );
+    // The folder says how the run ended, and the report shows it.
+    let results: organics_train::RunResults = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("results.json")).expect("results.json"),
+    )
+    .expect("parses");
+    assert_eq!(results.status, organics_train::RunStatus::Diverged);
+    assert_eq!((results.epochs, results.diverged_in_epoch), (1, Some(2)));
+    assert_eq!(results.test_accuracy, None);
+    let rows = organics_train::run::report::run_rows(root.path()).expect("report");
+    let table = organics_train::run::report::runs_table(&rows);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("| `row` |"))
+        .expect("the run's row");
+    assert!(line.contains("| 1 / 2 (diverged in epoch 2) |"), "{line}");
+    assert!(!line.contains("left"), "{line}");
 }
 
 #[test]
