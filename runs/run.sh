@@ -81,6 +81,12 @@ for row in "${ROWS[@]}"; do
   mkdir -p "$dir"
   echo "== $(date -u +%FT%TZ) $name: start ($resume)${CPUS:+ on cores $CPUS}" | tee -a "$dir/train.log"
   # shellcheck disable=SC2086
-  nice -n 19 ${PIN[@]+"${PIN[@]}"} $XTASK train ${flags[@]+"${flags[@]}"} --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1
-  echo "== $(date -u +%FT%TZ) $name: exit 0" | tee -a "$dir/train.log"
+  status=0
+  nice -n 19 ${PIN[@]+"${PIN[@]}"} $XTASK train ${flags[@]+"${flags[@]}"} --artifact-dir "$dir" $resume >>"$dir/train.log" 2>&1 || status=$?
+  echo "== $(date -u +%FT%TZ) $name: exit $status" | tee -a "$dir/train.log"
+  # A diverged row has ended (its results.json says so): go on with the next. Any other
+  # failure (a stop request included) ends the script.
+  if [ "$status" -ne 0 ] && ! grep -qs '"status": "diverged"' "$dir/results.json"; then
+    exit "$status"
+  fi
 done

@@ -37,7 +37,8 @@ pub enum TrainError {
         epoch: usize,
         /// Iteration within the epoch (1-based).
         iteration: usize,
-        /// What is kept: the last good checkpoint, or that none exists.
+        /// What is kept: the last good checkpoint, or that none exists (and, if recording
+        /// the divergence in `results.json` failed, why).
         kept: String,
     },
     /// The run was stopped on request (Ctrl-C, SIGTERM, the dashboard's stop) before its

@@ -65,7 +65,8 @@ pub struct RunRow {
     pub max_epochs: usize,
     /// Best validation accuracy so far (%), and its epoch.
     pub best_valid: Option<(f64, usize)>,
-    /// Not started, training, or finished (its `results.json` says so).
+    /// Not started, training, stopped, finished or diverged (its `results.json` says the
+    /// last two).
     pub progress: Progress,
     /// Test accuracy (%) once finished.
     pub test: Option<f64>,
@@ -97,18 +98,19 @@ pub struct RunRow {
 pub enum Progress {
     /// Listed in `rows.txt`, no run folder (one with a `config.json`) yet.
     NotStarted,
-    /// Has a run folder; not finished.
+    /// Has a run folder; neither finished nor diverged.
     Training,
     /// Has a run folder, not finished, and the runs folder's row list no longer names it:
     /// `runs/run.sh` does not train it (a row kept for comparison, not continued).
     Stopped,
     /// Its `results.json` says finished.
     Finished,
-    /// Its `results.json` says its loss or gradient norm stopped being finite, in this epoch;
-    /// `runs/run.sh` does not resume it (it would repeat the same steps).
+    /// Its `results.json` says its loss, gradient norm or validation loss stopped being
+    /// finite (or its test loss did), and no checkpoint is newer than that; `runs/run.sh`
+    /// does not resume it (on the same backend it would repeat the same steps).
     Diverged {
-        /// The epoch it diverged in.
-        epoch: usize,
+        /// The epoch it diverged in (none when only the test loss did).
+        epoch: Option<usize>,
     },
 }
 
@@ -245,9 +247,16 @@ fn run_row(dir: &Path) -> Result<RunRow, TrainError> {
             .and_then(|e| Some((valid[e - 1]?, e))),
         progress: match results.as_ref() {
             Some(r) if r.status == RunStatus::Finished => Progress::Finished,
-            Some(r) if r.status == RunStatus::Diverged => Progress::Diverged {
-                epoch: r.diverged_in_epoch.unwrap_or(epochs + 1),
-            },
+            // A newer checkpoint than the diverged epoch means a later invocation trained
+            // past it (on another backend) and ended without writing results.json.
+            Some(r)
+                if r.status == RunStatus::Diverged
+                    && r.diverged_in_epoch.is_none_or(|e| e > epochs) =>
+            {
+                Progress::Diverged {
+                    epoch: r.diverged_in_epoch,
+                }
+            }
             _ => Progress::Training,
         },
         test: finished.and_then(|r| r.test_accuracy).map(|a| 100.0 * a),
@@ -430,8 +439,8 @@ pub fn planned_row(name: &str, config: &TrainConfig) -> RunRow {
 /// The table's rows: every run folder under `root` and, where `root` holds a row list,
 /// each listed row that has no run folder (one with a `config.json`) yet, with the
 /// configuration `config_of` makes of its flags; sorted by name. Every listed row's flags
-/// are checked, started or not. Where there is a list, an unfinished run it does not name
-/// is [`Progress::Stopped`].
+/// are checked, started or not. Where there is a list, a training run it does not name is
+/// [`Progress::Stopped`].
 ///
 /// # Errors
 /// As [`run_rows`] and [`checked_rows`].
@@ -573,9 +582,9 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
          Test accuracy is shown once a run has finished; while it trains, its best validation \
          accuracy so far, and with its wall time the most it may still need: its remaining \
          epochs at the pace of its newest invocation (early stopping may end it sooner). A run \
-         whose loss or gradient norm stopped being finite shows the epoch it diverged in; \
-         `runs/run.sh` does not resume it, as training is deterministic and would repeat the \
-         same steps. A row not started yet shows its epoch limit at the fastest and the slowest pace of the \
+         whose loss, gradient norm or validation loss stopped being finite shows the epoch \
+         it diverged in; `runs/run.sh` does not resume it, as training is deterministic \
+         and on the same backend would repeat the same steps. A row not started yet shows its epoch limit at the fastest and the slowest pace of the \
          started rows of its kind (same model and size, batch size and backend; sMNIST and \
          psMNIST, learned and fixed time constants alike).\n\n{}{}",
         runs_table(rows),
@@ -620,7 +629,8 @@ pub fn runs_table(rows: &[RunRow]) -> String {
             Progress::Training => " (training)".into(),
             Progress::Stopped => " (stopped)".into(),
             Progress::NotStarted => " (not started)".into(),
-            Progress::Diverged { epoch } => format!(" (diverged in epoch {epoch})"),
+            Progress::Diverged { epoch: Some(e) } => format!(" (diverged in epoch {e})"),
+            Progress::Diverged { epoch: None } => " (diverged)".into(),
         };
         let _ = writeln!(
             out,

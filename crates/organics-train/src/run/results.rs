@@ -27,10 +27,11 @@ pub enum RunStatus {
     /// stop); its complete epochs are checkpointed, nothing was tested, and `--resume`
     /// continues it.
     Stopped,
-    /// Its loss, gradient norm or validation loss became NaN or infinite (no gradient
-    /// clipping unless `--clip`); its complete epochs are checkpointed and nothing was
-    /// tested. Training is deterministic, so `--resume` repeats the same steps to the same
-    /// point: `runs/run.sh` leaves such a row as it is.
+    /// Its loss, gradient norm or validation loss became NaN or infinite during training (no
+    /// gradient clipping unless `--clip`), or its test loss did; its complete epochs are
+    /// checkpointed and no weights are saved as a result. Training is deterministic, so on
+    /// the same backend `--resume` repeats the same steps to the same point: `runs/run.sh`
+    /// leaves such a row as it is.
     Diverged,
 }
 
@@ -57,7 +58,8 @@ pub struct RunResults {
     /// the one with the best validation accuracy, otherwise the last.
     #[serde(default)]
     pub tested_epoch: Option<usize>,
-    /// The epoch in which a diverged run's loss or gradient norm stopped being finite.
+    /// The epoch in which a diverged run's loss, gradient norm or validation loss stopped
+    /// being finite (none when only the test loss did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged_in_epoch: Option<usize>,
     /// The checkpoint this invocation resumed from, if any.

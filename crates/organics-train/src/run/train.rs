@@ -500,6 +500,7 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     };
     let outcome = |status, last_epoch, tested_epoch, test| Outcome {
         status,
+        diverged_in_epoch: None,
         last_epoch,
         resumed_from: resume_from,
         tested_epoch,
@@ -521,12 +522,14 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         // Recorded so that the run's folder says how it ended (the report shows it and
         // runs/run.sh leaves the row alone: resuming would repeat the same steps).
         let last = last_complete_epoch(&checkpoints);
-        let mut results = results_of(
+        let results = results_of(
             config,
             dir,
-            outcome(RunStatus::Diverged, last.unwrap_or(0), None, None),
+            Outcome {
+                diverged_in_epoch: Some(point.epoch),
+                ..outcome(RunStatus::Diverged, last.unwrap_or(0), None, None)
+            },
         );
-        results.diverged_in_epoch = Some(point.epoch);
         // The divergence is the error to report; a failed write is added to it.
         let mut kept = kept(last);
         if let Err(e) = write_json(&dir.join(files::RESULTS), &results) {
@@ -601,15 +604,24 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         &device.inner(),
     )?;
     if !(test.loss.is_finite() && test.accuracy.is_finite()) {
+        // Every epoch is trained, so the run ends here as diverged (no epoch of training
+        // diverged: `diverged_in_epoch` stays empty).
+        let last = last_complete_epoch(&checkpoints);
+        let results = results_of(
+            config,
+            dir,
+            outcome(RunStatus::Diverged, last.unwrap_or(0), None, None),
+        );
+        let mut kept = format!("the weights are not saved as a result; {}", kept(last));
+        if let Err(e) = write_json(&dir.join(files::RESULTS), &results) {
+            kept = format!("{kept} ({e})");
+        }
         return Err(TrainError::NonFinite {
             quantity: "test loss".into(),
             value: test.loss,
             epoch: tested_epoch.unwrap_or(checkpoint_epochs),
             iteration: 0,
-            kept: format!(
-                "the weights are not saved as a result; {}",
-                kept(last_complete_epoch(&checkpoints))
-            ),
+            kept,
         });
     }
     let model_path = dir.join(files::MODEL);
@@ -644,6 +656,7 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
 /// How an invocation of a run ended, besides what its metric logs hold.
 struct Outcome {
     status: RunStatus,
+    diverged_in_epoch: Option<usize>,
     last_epoch: usize,
     resumed_from: Option<usize>,
     tested_epoch: Option<usize>,
@@ -670,7 +683,7 @@ fn results_of(config: &TrainConfig, dir: &Path, o: Outcome) -> RunResults {
         backend: config.backend,
         epochs: last_epoch,
         tested_epoch: o.tested_epoch,
-        diverged_in_epoch: None,
+        diverged_in_epoch: o.diverged_in_epoch,
         resumed_from_epoch: o.resumed_from,
         train_samples: o.train_samples,
         params: o.params,

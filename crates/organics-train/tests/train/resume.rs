@@ -198,6 +198,13 @@ fn divergence_stops_with_an_error_and_keeps_the_last_checkpoint() {
     assert_eq!(results.status, organics_train::RunStatus::Diverged);
     assert_eq!((results.epochs, results.diverged_in_epoch), (1, Some(2)));
     assert_eq!(results.test_accuracy, None);
+    // runs/run.sh's progress log, which gives the report its wall times: a training row's
+    // cell would add the time it may still need.
+    std::fs::write(
+        dir.join("train.log"),
+        "training epochs 1..=2\nepoch 1/2 valid 128/128 items (5 s)\n",
+    )
+    .expect("log");
     let rows = organics_train::run::report::run_rows(root.path()).expect("report");
     let table = organics_train::run::report::runs_table(&rows);
     let line = table
