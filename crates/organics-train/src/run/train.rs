@@ -519,28 +519,17 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         });
     }
     if let Some(point) = divergence.lock().ok().and_then(|d| *d) {
-        // Recorded so that the run's folder says how it ended (the report shows it and
-        // runs/run.sh leaves the row alone: resuming would repeat the same steps).
         let last = last_complete_epoch(&checkpoints);
-        let results = results_of(
-            config,
-            dir,
-            Outcome {
-                diverged_in_epoch: Some(point.epoch),
-                ..outcome(RunStatus::Diverged, last.unwrap_or(0), None, None)
-            },
-        );
-        // The divergence is the error to report; a failed write is added to it.
-        let mut kept = kept(last);
-        if let Err(e) = write_json(&dir.join(files::RESULTS), &results) {
-            kept = format!("{kept} ({e})");
-        }
+        let outcome = Outcome {
+            diverged_in_epoch: Some(point.epoch),
+            ..outcome(RunStatus::Diverged, last.unwrap_or(0), None, None)
+        };
         return Err(TrainError::NonFinite {
             quantity: point.quantity.into(),
             value: point.value,
             epoch: point.epoch,
             iteration: point.iteration,
-            kept,
+            kept: record_divergence(config, dir, outcome, kept(last)),
         });
     }
     if let Some(error) = result.error {
@@ -607,21 +596,18 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
         // Every epoch is trained, so the run ends here as diverged (no epoch of training
         // diverged: `diverged_in_epoch` stays empty).
         let last = last_complete_epoch(&checkpoints);
-        let results = results_of(
-            config,
-            dir,
-            outcome(RunStatus::Diverged, last.unwrap_or(0), None, None),
-        );
-        let mut kept = format!("the weights are not saved as a result; {}", kept(last));
-        if let Err(e) = write_json(&dir.join(files::RESULTS), &results) {
-            kept = format!("{kept} ({e})");
-        }
+        let kept = format!("the weights are not saved as a result; {}", kept(last));
         return Err(TrainError::NonFinite {
             quantity: "test loss".into(),
             value: test.loss,
             epoch: tested_epoch.unwrap_or(checkpoint_epochs),
             iteration: 0,
-            kept,
+            kept: record_divergence(
+                config,
+                dir,
+                outcome(RunStatus::Diverged, last.unwrap_or(0), None, None),
+                kept,
+            ),
         });
     }
     let model_path = dir.join(files::MODEL);
@@ -651,6 +637,17 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     );
     write_json(&dir.join(files::RESULTS), &results)?;
     Ok(results)
+}
+
+/// Writes the `results.json` of a diverged run, so that its folder says how it ended (the
+/// report shows it and runs/run.sh leaves the row alone: resuming would repeat the same
+/// steps), and returns `kept`, the error's account of what is kept, with a failed write
+/// added: the divergence stays the error to report.
+fn record_divergence(config: &TrainConfig, dir: &Path, outcome: Outcome, kept: String) -> String {
+    match write_json(&dir.join(files::RESULTS), &results_of(config, dir, outcome)) {
+        Ok(()) => kept,
+        Err(e) => format!("{kept} ({e})"),
+    }
 }
 
 /// How an invocation of a run ended, besides what its metric logs hold.
