@@ -585,8 +585,9 @@ pub fn runs_readme(rows: &[RunRow]) -> String {
          whose loss, gradient norm or validation loss stopped being finite shows the epoch \
          it diverged in; `runs/run.sh` does not resume it, as training is deterministic \
          and on the same backend would repeat the same steps. A row not started yet shows \
-         its epoch limit at the fastest and the slowest pace of the started rows of its kind (same model and size, batch size and backend; sMNIST and \
-         psMNIST, learned and fixed time constants alike).\n\n{}{}",
+         its epoch limit at the fastest and the slowest pace of the started rows of its \
+         kind (same model and size, batch size and backend; sMNIST and psMNIST, learned \
+         and fixed time constants alike).\n\n{}{}",
         runs_table(rows),
         figure_links(rows)
     )
