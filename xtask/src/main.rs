@@ -781,7 +781,26 @@ fn report_panics_in_one_line() {
     }));
 }
 
+/// Burn puts a resumed run's optimizer state on its default device before moving it to the
+/// run's own; with the wgpu feature compiled in, that default is a GPU, which a CPU run
+/// neither needs nor may have (cubecl then panics, and probing the graphics drivers prints
+/// their complaints). Unless the user chose a default (`BURN_DEVICE`), it is the CPU.
+fn default_device_on_the_cpu() {
+    #[cfg(any(feature = "flex", feature = "ndarray"))]
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        let cpu = if cfg!(feature = "flex") {
+            "flex"
+        } else {
+            "ndarray"
+        };
+        // SAFETY: called first in main, before any thread starts, so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("BURN_DEVICE", cpu) };
+    }
+}
+
 fn main() -> ExitCode {
+    default_device_on_the_cpu();
     keep_freed_memory();
     report_panics_in_one_line();
     let cli = Cli::parse();

@@ -445,6 +445,67 @@ fn trajectories_command_on_a_tiny_sequence_run() {
     );
 }
 
+/// A run resumes on a machine without any GPU adapter, although Burn loads the optimizer
+/// state on its default device, a GPU in this build (the graphics drivers are hidden from
+/// the resumed process here, and `BURN_DEVICE` is left unset).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_cpu_run_resumes_on_a_machine_without_a_gpu() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut flags = vec![
+        "--task",
+        "smnist",
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--train-limit",
+        "32",
+        "--valid-limit",
+        "16",
+        "--test-limit",
+        "4",
+    ];
+    let art = tiny_run(tmp.path(), &flags);
+    flags[5] = "2";
+    let data = shipped();
+    let mut args = vec![
+        "train",
+        "--plain",
+        "--data-dir",
+        &data,
+        "--artifact-dir",
+        &art,
+    ];
+    args.extend(&flags);
+    args.push("--resume");
+    // No Vulkan driver (the loader's lists of them) and no EGL vendor (glvnd's), so wgpu
+    // finds no adapter through any graphics API.
+    let none = tmp.path().join("none.json");
+    std::fs::write(&none, "{}").expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(&args)
+        .env_remove("BURN_DEVICE")
+        .env("VK_ICD_FILENAMES", &none)
+        .env("VK_DRIVER_FILES", &none)
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", &none)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Neither a panic nor the graphics drivers' complaints about a missing display.
+    assert!(!err.contains("internal failure"), "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&art).join("results.json")).expect("results"),
+    )
+    .expect("json");
+    assert_eq!(results["epochs"], 2, "{results}");
+    assert_eq!(results["resumed_from_epoch"], 1, "{results}");
+}
+
 /// SIGINT (Ctrl-C) to a training run: it stops after the current step with status 130,
 /// keeps its complete epochs, and `--resume` continues it.
 #[cfg(unix)]

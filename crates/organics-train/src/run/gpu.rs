@@ -103,6 +103,39 @@ pub fn default_adapter() -> Option<Adapter> {
     None
 }
 
+/// Why Burn's default device cannot come up here, if it cannot.
+///
+/// Burn loads a resumed run's optimizer state on its default device (burn-optim 0.22,
+/// `ModuleOptimizer::load_record` calls `Device::default()`) and moves it to each
+/// parameter's device at the next step, whatever device the run trains on. With the wgpu
+/// feature compiled in and `BURN_DEVICE` unset that default is a GPU, and on a machine
+/// without one cubecl panics. `BURN_DEVICE=flex` (or `ndarray`) keeps the default on the
+/// CPU; the `xtask` binary sets it unless the user did.
+pub fn default_device_problem() -> Option<String> {
+    let chosen = std::env::var("BURN_DEVICE").ok();
+    default_device_problem_with(chosen.as_deref(), || {
+        cfg!(feature = "wgpu") && default_adapter().is_none()
+    })
+}
+
+/// [`default_device_problem`] for a given `BURN_DEVICE` and a probe for a missing adapter
+/// (called only when the default would be a GPU).
+fn default_device_problem_with(
+    burn_device: Option<&str>,
+    no_adapter: impl FnOnce() -> bool,
+) -> Option<String> {
+    // Burn reads any other value itself, and reports a bad one.
+    if burn_device.is_some() || !no_adapter() {
+        return None;
+    }
+    Some(
+        "resuming loads the optimizer state on Burn's default device, which in this build is a GPU, \
+         and this machine has no GPU adapter: set BURN_DEVICE=flex (the state then moves to the \
+         run's device at the first step)"
+            .into(),
+    )
+}
+
 /// Counts the GPU kernels issued between [`LaunchCount::start`] and [`LaunchCount::by_kernel`],
 /// by kernel, through CubeCL's launch observer (called on the issuing thread for every
 /// launch). Without the `wgpu` feature nothing is counted and the totals are `None`.
@@ -166,4 +199,22 @@ impl LaunchCount {
 fn short_name(name: &str) -> String {
     let base = name.split('<').next().unwrap_or(name);
     base.rsplit("::").next().unwrap_or(base).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_device_problem_with;
+
+    #[test]
+    fn a_missing_gpu_matters_only_while_the_default_device_is_left_to_burn() {
+        let msg = default_device_problem_with(None, || true).expect("refused");
+        assert!(msg.contains("BURN_DEVICE=flex"), "{msg}");
+        assert_eq!(default_device_problem_with(None, || false), None);
+        assert_eq!(default_device_problem_with(Some("flex"), || true), None);
+        // A chosen device is not probed at all.
+        assert_eq!(
+            default_device_problem_with(Some("ndarray"), || panic!("probed")),
+            None
+        );
+    }
 }

@@ -393,6 +393,9 @@ fn fit<M: RunModel, Bt: RunBatcher<M>>(
     // Resume from the newest checkpoint that loads, fits the model and holds finite weights;
     // a damaged newer one is passed over with a note (Burn's own loader would panic on it).
     let resume_from = if resume {
+        if let Some(problem) = crate::run::gpu::default_device_problem() {
+            return Err(TrainError::Invalid(problem));
+        }
         let (epoch, notes) = newest_intact_epoch(&model, &checkpoints)?;
         for note in notes {
             eprintln!("note: {note}; resuming from epoch {epoch}");
