@@ -320,22 +320,47 @@ fn analyze_commands_write_decodable_json() {
     assert!(err.contains("at least 1"), "{err}");
 }
 
-/// Trains a tiny run with `flags` into `dir/run` and returns that path.
-fn tiny_run(dir: &std::path::Path, flags: &[&str]) -> String {
-    let art = dir.join("run").to_str().expect("utf8").to_string();
-    let data = shipped();
+/// The arguments of `train` with `flags` on the shipped data into `art`, in plain mode.
+fn train_args<'a>(data: &'a str, art: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "train",
         "--plain",
         "--data-dir",
-        &data,
+        data,
         "--artifact-dir",
-        &art,
+        art,
     ];
     args.extend(flags);
-    let (code, err) = xtask(&args);
+    args
+}
+
+/// Trains a tiny run with `flags` into `dir/run` and returns that path.
+fn tiny_run(dir: &std::path::Path, flags: &[&str]) -> String {
+    let art = dir.join("run").to_str().expect("utf8").to_string();
+    let data = shipped();
+    let (code, err) = xtask(&train_args(&data, &art, flags));
     assert_eq!(code, 0, "{err}");
     art
+}
+
+/// The flags of a one-epoch sMNIST run on a few images, over in about a second.
+fn tiny_sequence_flags() -> Vec<&'static str> {
+    vec![
+        "--task",
+        "smnist",
+        "--hidden",
+        "6",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--train-limit",
+        "32",
+        "--valid-limit",
+        "16",
+        "--test-limit",
+        "4",
+    ]
 }
 
 /// How many `tag` elements the SVG at `path` has (it must parse).
@@ -405,23 +430,7 @@ fn stability_commands_on_a_tiny_static_run() {
 #[test]
 fn trajectories_command_on_a_tiny_sequence_run() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let flags = [
-        "--task",
-        "smnist",
-        "--hidden",
-        "6",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--train-limit",
-        "32",
-        "--valid-limit",
-        "16",
-        "--test-limit",
-        "4",
-    ];
-    let art = tiny_run(tmp.path(), &flags);
+    let art = tiny_run(tmp.path(), &tiny_sequence_flags());
     let data = shipped();
     let figure = tmp.path().join("traj.svg");
     let stdout = xtask_stdout(&[
@@ -452,35 +461,13 @@ fn trajectories_command_on_a_tiny_sequence_run() {
 #[test]
 fn a_cpu_run_resumes_on_a_machine_without_a_gpu() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut flags = vec![
-        "--task",
-        "smnist",
-        "--hidden",
-        "4",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--train-limit",
-        "32",
-        "--valid-limit",
-        "16",
-        "--test-limit",
-        "4",
-    ];
+    let mut flags = tiny_sequence_flags();
     let art = tiny_run(tmp.path(), &flags);
+    assert_eq!(flags[4], "--epochs");
     flags[5] = "2";
+    flags.push("--resume");
     let data = shipped();
-    let mut args = vec![
-        "train",
-        "--plain",
-        "--data-dir",
-        &data,
-        "--artifact-dir",
-        &art,
-    ];
-    args.extend(&flags);
-    args.push("--resume");
+    let args = train_args(&data, &art, &flags);
     // No Vulkan driver (the loader's lists of them) and no EGL vendor (glvnd's), so wgpu
     // finds no adapter through any graphics API.
     let none = tmp.path().join("none.json");
